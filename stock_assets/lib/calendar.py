@@ -1,0 +1,94 @@
+"""The NYSE trading calendar: the one source of sessions, next/previous session and holidays.
+
+Everything that does date arithmetic (partitions, lookbacks, "the session a prediction targets")
+goes through here, so Mondays never evaluate Sundays and Friday's predictions are scored on Monday.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+
+import pandas as pd
+
+EXCHANGE = "XNYS"
+TIMEZONE = "America/New_York"
+CALENDAR_START = "2000-01-01"
+
+
+@lru_cache(maxsize=1)
+def _calendar():
+    import exchange_calendars
+
+    return exchange_calendars.get_calendar(EXCHANGE, start=CALENDAR_START)
+
+
+@lru_cache(maxsize=1)
+def _sessions() -> pd.DatetimeIndex:
+    return _calendar().sessions
+
+
+def _as_date(day: dt.date | str | pd.Timestamp) -> dt.date:
+    if isinstance(day, str):
+        return dt.date.fromisoformat(day)
+    if isinstance(day, pd.Timestamp | dt.datetime):
+        return day.date()
+    return day
+
+
+def last_known_session() -> dt.date:
+    """The calendar publishes sessions about a year ahead; nothing beyond is known."""
+    return _sessions()[-1].date()
+
+
+def is_session(day: dt.date | str) -> bool:
+    return pd.Timestamp(_as_date(day)) in _sessions()
+
+
+def sessions_between(start: dt.date | str, end: dt.date | str) -> list[dt.date]:
+    """All sessions with start <= session <= end."""
+    sessions = _sessions()
+    lo = sessions.searchsorted(pd.Timestamp(_as_date(start)), side="left")
+    hi = sessions.searchsorted(pd.Timestamp(_as_date(end)), side="right")
+    return [ts.date() for ts in sessions[lo:hi]]
+
+
+def next_session(day: dt.date | str) -> dt.date:
+    """The first session strictly after `day` (Friday -> Monday, skipping holidays)."""
+    sessions = _sessions()
+    i = sessions.searchsorted(pd.Timestamp(_as_date(day)), side="right")
+    if i >= len(sessions):
+        raise ValueError(f"no session known after {day}; the {EXCHANGE} calendar ends {last_known_session()}")
+    return sessions[i].date()
+
+
+def previous_session(day: dt.date | str) -> dt.date:
+    """The last session strictly before `day`."""
+    sessions = _sessions()
+    i = sessions.searchsorted(pd.Timestamp(_as_date(day)), side="left")
+    if i == 0:
+        raise ValueError(f"no session known before {day}; the calendar starts {CALENDAR_START}")
+    return sessions[i - 1].date()
+
+
+def offset_session(day: dt.date | str, offset: int) -> dt.date:
+    """The session `offset` sessions after (or before, if negative) the session `day`."""
+    if not is_session(day):
+        raise ValueError(f"{day} is not an {EXCHANGE} trading session")
+    sessions = _sessions()
+    i = sessions.get_loc(pd.Timestamp(_as_date(day))) + offset
+    if not 0 <= i < len(sessions):
+        raise ValueError(f"{offset} sessions from {day} is outside the known calendar")
+    return sessions[i].date()
+
+
+def weekday_closures(start: dt.date | str) -> list[dt.date]:
+    """Weekdays from `start` to the calendar's end on which the exchange is closed.
+
+    Holidays and special closures (2001-09-11..14, 2012-10-29/30, 2025-01-09) alike; weekends are
+    excluded separately by a cron rule.
+    """
+    start_ts = pd.Timestamp(_as_date(start))
+    weekdays = pd.bdate_range(start_ts, _sessions()[-1])
+    closed = weekdays.difference(_sessions())
+    return [ts.date() for ts in closed]

@@ -1,0 +1,174 @@
+"""The one place that reads user settings: a YAML file plus ``STOCK_ASSETS_*`` environment overrides.
+
+Everything is validated when the code location loads, so a bad value fails fast with the key
+name and the allowed range instead of surfacing mid-run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "STOCK_ASSETS_"
+SETTINGS_FILE_ENV = "STOCK_ASSETS_SETTINGS_FILE"
+DEFAULT_SETTINGS_FILE = Path(__file__).with_name("settings.yaml")
+_TICKER = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^]{0,14}$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or out of range; the message names the key and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class YFinanceSettings(_Section):
+    timeout_seconds: float = Field(30.0, ge=1, le=600, description="hard bound on one download")
+    max_retries: int = Field(3, ge=0, le=10)
+    backoff_seconds: float = Field(2.0, ge=0, le=120)
+
+
+class MonitoringSettings(_Section):
+    mape_max: float = Field(0.07, gt=0, le=1)
+    direction_accuracy_min: float = Field(0.53, ge=0, le=1)
+    window_sessions: int = Field(10, ge=1, le=250)
+    min_samples: int = Field(20, ge=1, le=100_000)
+    cooldown_sessions: int = Field(5, ge=0, le=250)
+
+
+class TrainingSettings(_Section):
+    training_window: int = Field(1500, ge=150, le=10_000, description="sessions of history per retraining")
+    n_trials: int = Field(12, ge=1, le=1000)
+    search_timeout_seconds: int = Field(600, ge=10, le=86_400)
+    max_epochs: int = Field(25, ge=1, le=1000)
+    patience: int = Field(4, ge=1, le=100)
+    seed: int = Field(7, ge=0)
+    max_mae_ratio_to_persistence: float = Field(
+        1.05, gt=0, le=10, description="gate: candidate MAE must be <= this x persistence MAE"
+    )
+
+
+class Settings(_Section):
+    tickers: tuple[str, ...] = ("AAPL", "MSFT", "IBM", "GOOG")
+    source: Literal["sample", "csv", "yfinance"] = "sample"
+    csv_path: Path | None = None
+    start_date: dt.date = dt.date(2004, 8, 19)
+    home: Path = Path(".stock_assets")
+    database_url: str | None = None
+    optuna_storage: str | None = None
+    mlflow_tracking_uri: str | None = None
+    model_name: str = Field("stock_lstm", pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
+    feature_lookback: int = Field(260, ge=220, le=2000, description="sessions of prices behind each feature row")
+    overlap_sessions: int = Field(5, ge=0, le=60, description="sessions re-fetched to detect vendor re-adjustments")
+    yfinance: YFinanceSettings = YFinanceSettings()
+    training: TrainingSettings = TrainingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+
+    @field_validator("tickers", mode="before")
+    @classmethod
+    def _split_tickers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [t for t in value.split(",") if t.strip()]
+        return tuple(str(t).strip().upper() for t in value)
+
+    @field_validator("tickers")
+    @classmethod
+    def _check_tickers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not 1 <= len(value) <= 50:
+            raise ValueError(f"between 1 and 50 tickers allowed, got {len(value)}")
+        bad = [t for t in value if not _TICKER.match(t)]
+        if bad:
+            raise ValueError(f"not ticker symbols: {bad} (letters, digits, '.', '-', '=', '^')")
+        if len(set(value)) != len(value):
+            raise ValueError(f"duplicate tickers in {list(value)}")
+        return value
+
+    @field_validator("start_date")
+    @classmethod
+    def _check_start(cls, value: dt.date) -> dt.date:
+        if not dt.date(2000, 1, 3) <= value <= dt.date.today():
+            raise ValueError(f"must be between 2000-01-03 and today, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_source(self) -> Settings:
+        if self.source == "csv" and self.csv_path is None:
+            raise ValueError("source 'csv' needs csv_path (a file or a directory of *.csv)")
+        return self
+
+    # Derived locations: everything embedded lives under `home`.
+    @property
+    def warehouse_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'warehouse.db').resolve()}"
+
+    @property
+    def optuna_url(self) -> str:
+        return self.optuna_storage or f"sqlite:///{(self.home / 'optuna.db').resolve()}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_location(self) -> str:
+        return (self.home / "mlartifacts").resolve().as_uri()
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """STOCK_ASSETS_MONITORING__MAPE_MAX=0.1 -> {"monitoring": {"mape_max": "0.1"}}."""
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == SETTINGS_FILE_ENV:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    if "MLFLOW_TRACKING_URI" in environ and "mlflow_tracking_uri" not in out:
+        out["mlflow_tracking_uri"] = environ["MLFLOW_TRACKING_URI"]
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings file (``$STOCK_ASSETS_SETTINGS_FILE`` or the packaged default) and env overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    path = Path(path or environ.get(SETTINGS_FILE_ENV) or DEFAULT_SETTINGS_FILE)
+    if not path.is_file():
+        raise SettingsError(f"settings file {path} does not exist (set {SETTINGS_FILE_ENV} to a YAML file)")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise SettingsError(f"settings file {path} must hold a mapping of keys, got {type(raw).__name__}")
+    try:
+        return Settings.model_validate(_merge(raw, _env_overrides(environ)))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(settings)"
+            env = ENV_PREFIX + "__".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r}; file {path} or env {env})")
+        raise SettingsError("invalid stock_assets settings:\n" + "\n".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once when the code location loads."""
+    return load_settings()

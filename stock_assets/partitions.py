@@ -25,3 +25,13 @@ def build_trading_day_partitions(start_date: dt.date) -> DailyPartitionsDefiniti
 
 
 trading_day_partitions = build_trading_day_partitions(get_settings().start_date)
+
+
+def partitions_start() -> dt.date:
+    return get_settings().start_date
+
+
+def session_keys(first: str, last: str) -> list[str]:
+    """Partition keys from `first` to `last` inclusive (the calendar's sessions as 'YYYY-MM-DD')."""
+    first = max(dt.date.fromisoformat(first), partitions_start())
+    return [d.isoformat() for d in calendar.sessions_between(first, last)]

@@ -1,0 +1,25 @@
+"""Resources and IO managers, built from the one validated settings object."""
+
+from __future__ import annotations
+
+from stock_assets.resources.io_managers import ObjectIOManager, TableIOManager
+from stock_assets.resources.price_source import PriceSourceResource
+from stock_assets.resources.warehouse import WarehouseResource
+from stock_assets.settings import Settings
+
+
+def build_resources(settings: Settings) -> dict:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return {
+        "price_source": PriceSourceResource(
+            source=settings.source,
+            tickers=list(settings.tickers),
+            csv_path=str(settings.csv_path) if settings.csv_path else None,
+            yfinance_timeout_seconds=settings.yfinance.timeout_seconds,
+            yfinance_max_retries=settings.yfinance.max_retries,
+            yfinance_backoff_seconds=settings.yfinance.backoff_seconds,
+        ),
+        "warehouse": WarehouseResource(database_url=settings.warehouse_url),
+        "table_io_manager": TableIOManager(database_url=settings.warehouse_url),
+        "object_io_manager": ObjectIOManager(base_dir=str((settings.home / "objects").resolve())),
+    }

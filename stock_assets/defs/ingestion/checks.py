@@ -1,0 +1,32 @@
+"""Quality rules on stored prices. Blocking: failing data stops `processed_features` in the same run
+(and `processed_features` re-applies the same rules to its own window, so later runs can't bypass it)."""
+
+
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+
+from stock_assets.defs.ingestion.assets import raw_prices
+from stock_assets.lib.prices import describe_problems, price_problems
+from stock_assets.resources.price_source import PriceSourceResource
+from stock_assets.resources.warehouse import WarehouseResource
+
+
+@asset_check(asset=raw_prices, blocking=True, description="every ticker on every session; finite positive prices; "
+             "high >= max(open, close); low <= min(open, close); volume >= 0; no duplicate (date, ticker)")
+def raw_prices_quality(
+    context: AssetCheckExecutionContext, price_source: PriceSourceResource, warehouse: WarehouseResource
+) -> AssetCheckResult:
+    keys = context.partition_keys
+    frame = warehouse.get().read_range("raw_prices", "date", keys[0], keys[-1])
+    problems = price_problems(frame, list(price_source.tickers), list(keys))
+    failing = {name: rows for name, rows in problems.items() if rows}
+    return AssetCheckResult(
+        passed=not failing,
+        severity=AssetCheckSeverity.ERROR,
+        description=describe_problems(problems) or f"{len(frame)} rows over {len(keys)} session(s) are clean",
+        metadata={
+            "rows_checked": len(frame),
+            "sessions_checked": len(keys),
+            **{f"violations: {name}": len(rows) for name, rows in problems.items()},
+            "examples": MetadataValue.md("\n".join(f"- {n}: {', '.join(r[:5])}" for n, r in failing.items()) or "none"),
+        },
+    )

@@ -1,0 +1,89 @@
+"""IO managers: one for tables (the warehouse), one for small non-tabular objects (JSON / npz).
+
+Both are range-aware: a single-run backfill writes all its partitions in one call and a lookback
+input is loaded in one query. Neither ever pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+
+from stock_assets.resources.warehouse import MissingPartitionsError, get_warehouse
+
+
+def table_name(context: InputContext | OutputContext) -> str:
+    return "__".join(context.asset_key.path)
+
+
+class TableIOManager(ConfigurableIOManager):
+    """Pandas frames <-> warehouse tables. The asset's definition metadata names the partition
+    column (`partition_expr`, holding the partition key) and the row key (`primary_key`)."""
+
+    database_url: str
+
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+        if obj is None:
+            return
+        meta = context.definition_metadata or {}
+        partition_column = meta.get("partition_expr", "date")
+        keys = list(context.asset_partition_keys)
+        rows = get_warehouse(self.database_url).write_partitions(
+            table_name(context), obj, partition_column, keys, unique=meta.get("primary_key", ())
+        )
+        context.add_output_metadata({"warehouse_rows_written": rows, "warehouse_table": table_name(context)})
+
+    def load_input(self, context: InputContext) -> pd.DataFrame:
+        upstream = context.upstream_output
+        meta = (upstream.definition_metadata if upstream else None) or {}
+        partition_column = meta.get("partition_expr", "date")
+        keys = list(context.asset_partition_keys) if context.has_asset_partitions else []
+        if not keys:
+            raise MissingPartitionsError(f"{table_name(context)}: no upstream partitions to load")
+        return get_warehouse(self.database_url).read_partitions(table_name(context), partition_column, keys)
+
+
+class ObjectIOManager(ConfigurableIOManager):
+    """One file per (asset, partition): dicts as JSON, dicts of numpy arrays as .npz
+    (`allow_pickle=False`). Files are written to a temp name and renamed, so a partition is
+    either the old or the new object, never half of one."""
+
+    base_dir: str
+
+    def _path(self, context: InputContext | OutputContext, key: str, suffix: str) -> Path:
+        return Path(self.base_dir) / table_name(context) / f"{key}{suffix}"
+
+    def handle_output(self, context: OutputContext, obj) -> None:
+        if obj is None:
+            return
+        for key in context.asset_partition_keys:
+            arrays = isinstance(obj, dict) and obj and all(isinstance(v, np.ndarray) for v in obj.values())
+            path = self._path(context, key, ".npz" if arrays else ".json")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
+            with os.fdopen(fd, "wb") as fh:
+                if arrays:
+                    np.savez_compressed(fh, **obj)
+                else:
+                    fh.write(json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+            os.replace(tmp, path)
+            for stale in {".npz", ".json"} - {path.suffix}:
+                self._path(context, key, stale).unlink(missing_ok=True)
+
+    def load_input(self, context: InputContext):
+        keys = list(context.asset_partition_keys)
+        if len(keys) != 1:
+            raise ValueError(f"{table_name(context)}: expected exactly one upstream partition, got {len(keys)}")
+        npz, js = self._path(context, keys[0], ".npz"), self._path(context, keys[0], ".json")
+        if npz.exists():
+            with np.load(npz, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        if js.exists():
+            return json.loads(js.read_text())
+        raise MissingPartitionsError(f"{table_name(context)}: partition {keys[0]} not materialized; materialize it first")

@@ -169,5 +169,8 @@ def compute_features(
             feats.insert(0, "date", [sessions[t] for t in targets])
             rows.append(feats)
     if not rows:
-        return pd.DataFrame(columns=["date", "ticker", *FEATURE_COLUMNS])
+        empty = pd.DataFrame({c: pd.Series(dtype=float) for c in FEATURE_COLUMNS})
+        empty.insert(0, "ticker", pd.Series(dtype=object))
+        empty.insert(0, "date", pd.Series(dtype=object))
+        return empty
     return pd.concat(rows, ignore_index=True).sort_values(["date", "ticker"]).reset_index(drop=True)

@@ -36,7 +36,7 @@ def normalize_price_frame(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
     for column, default in OPTIONAL_DEFAULTS.items():
         if column not in frame.columns:
             frame[column] = default
-    missing = [c for c in PRICE_FRAME_COLUMNS if c not in frame.columns]
+    missing = [c for c in PRICE_FRAME_COLUMNS if c not in frame.columns and c != "adj_close"]
     if missing:
         raise PriceDataError(
             f"{origin}: missing columns {missing}; expected {PRICE_FRAME_COLUMNS} "

@@ -9,7 +9,6 @@ from stock_assets.settings import Settings
 
 
 def build_resources(settings: Settings) -> dict:
-    settings.home.mkdir(parents=True, exist_ok=True)
     return {
         "price_source": PriceSourceResource(
             source=settings.source,

@@ -12,6 +12,7 @@ import datetime as dt
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,9 @@ class Warehouse:
 
     def __init__(self, url: str):
         self.url = url
+        database = sa.engine.make_url(url).database
+        if url.startswith("sqlite") and database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         self.engine = sa.create_engine(url, pool_pre_ping=True, future=True)
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", self._sqlite_pragmas)

@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` (runs the pipeline on the embedded default) and
+# `make test` (passes the suite). Both create .venv and install torch 2.13.0 (CPU) first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets
+export DAGSTER_HOME ?= $(STOCK_ASSETS_HOME)/dagster_home
+
+.PHONY: install demo test ui mlflow-ui benchmark clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install  ## backfill the bundled sample, train and promote, replay daily operations
+	mkdir -p $(DAGSTER_HOME)
+	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+test: install  ## the whole suite (PostgreSQL tests skip with a reason if it is not running)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+ui: install  ## Dagster UI + daemon on http://127.0.0.1:3000 against the demo's instance
+	mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 against the demo's tracking store
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STOCK_ASSETS_HOME)/mlflow.db \
+		--default-artifact-root $(STOCK_ASSETS_HOME)/mlartifacts --host 127.0.0.1 --port 5000
+
+benchmark: install  ## prints the benchmark tables (takes several minutes)
+	$(PY) benchmarks/backfill.py
+
+clean:
+	rm -rf $(STOCK_ASSETS_HOME)

@@ -45,6 +45,8 @@ def processed_features(
     sessions = session_keys("1900-01-01", keys[-1])
     features = compute_features(raw_prices, sessions, list(keys), tickers, FEATURE_LOOKBACK)
     warmup = len(keys) - features["date"].nunique()
+    # Dagster copies range-run metadata onto every partition's event: previews only for single sessions.
+    preview = {"preview": MetadataValue.md(features.tail(min(8, len(features))).round(4).to_markdown(index=False))} if len(keys) == 1 else {}
     context.add_output_metadata(
         {
             "rows": len(features),
@@ -54,7 +56,7 @@ def processed_features(
             "first_session": keys[0],
             "last_session": keys[-1],
             "price_window": f"{window[0]}..{window[-1]}" if window else "none",
-            "preview": MetadataValue.md(features.tail(min(8, len(features))).round(4).to_markdown(index=False)),
+            **preview,
         }
     )
     return features

@@ -92,6 +92,8 @@ def raw_prices(
     frame["source"] = source.name
     frame["fetched_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     frame = frame[RAW_PRICES_COLUMNS].reset_index(drop=True)
+    # Dagster copies range-run metadata onto every partition's event: previews only for single sessions.
+    preview = {"preview": MetadataValue.md(frame.tail(min(10, len(frame))).to_markdown(index=False))} if len(keys) == 1 else {}
     context.add_output_metadata(
         {
             "rows": len(frame),
@@ -100,7 +102,7 @@ def raw_prices(
             "first_session": first,
             "last_session": last,
             "source": source.name,
-            "preview": MetadataValue.md(frame.tail(min(10, len(frame))).to_markdown(index=False)),
+            **preview,
         }
     )
     return frame

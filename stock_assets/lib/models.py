@@ -1,0 +1,114 @@
+"""The three forecasting architectures of SPEC §8.
+
+Every model maps (batch, seq_len, n_tickers, n_features) -> (batch, n_tickers): one scaled
+next-session log return per ticker. Forward passes use shape arithmetic only (no Python branches
+on tensor values), so each model exports with `torch.export.export` and a dynamic batch size;
+sequence length, ticker count and feature count are fixed per model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ARCHITECTURES = ("lstm", "lstm_attention", "ticker_attention")
+
+
+def attention_heads(hidden_size: int) -> int:
+    """Heads for nn.MultiheadAttention: the largest of 4, 2, 1 that divides hidden_size."""
+    return next(h for h in (4, 2, 1) if hidden_size % h == 0)
+
+
+def _lstm(input_size: int, hidden_size: int, num_layers: int, dropout: float) -> nn.LSTM:
+    # nn.LSTM only applies dropout between stacked layers; with one layer it would only warn.
+    return nn.LSTM(
+        input_size, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
+    )
+
+
+class FlatLSTM(nn.Module):
+    """One LSTM over the concatenated features of all tickers; a linear head per output ticker."""
+
+    def __init__(self, n_tickers: int, n_features: int, hidden_size: int, num_layers: int, dropout: float) -> None:
+        super().__init__()
+        self.lstm = _lstm(n_tickers * n_features, hidden_size, num_layers, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, n_tickers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x.flatten(2))  # (batch, seq, hidden)
+        return self.head(self.dropout(out[:, -1]))
+
+
+class TemporalAttentionLSTM(nn.Module):
+    """LSTM over the flattened tickers, then self-attention across time steps.
+
+    The last step attends over the whole window (residual + layer norm), so patterns earlier in
+    the window can reach the head without surviving the LSTM's recurrence alone.
+    """
+
+    def __init__(self, n_tickers: int, n_features: int, hidden_size: int, num_layers: int, dropout: float) -> None:
+        super().__init__()
+        self.lstm = _lstm(n_tickers * n_features, hidden_size, num_layers, dropout)
+        self.attention = nn.MultiheadAttention(hidden_size, attention_heads(hidden_size), dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, n_tickers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.lstm(x.flatten(2))  # (batch, seq, hidden)
+        attended, _ = self.attention(hidden, hidden, hidden, need_weights=False)
+        mixed = self.norm(hidden + attended)
+        return self.head(self.dropout(mixed[:, -1]))
+
+
+class TickerAttentionLSTM(nn.Module):
+    """A shared per-ticker LSTM, attention across tickers, and a separate linear head per ticker.
+
+    Tickers are folded into the batch so every ticker is encoded by the same weights; a learned
+    ticker embedding tells the cross-ticker attention which encoding belongs to whom.
+    """
+
+    def __init__(self, n_tickers: int, n_features: int, hidden_size: int, num_layers: int, dropout: float) -> None:
+        super().__init__()
+        self.n_tickers = n_tickers
+        self.lstm = _lstm(n_features, hidden_size, num_layers, dropout)
+        self.ticker_embedding = nn.Parameter(torch.zeros(n_tickers, hidden_size))
+        self.attention = nn.MultiheadAttention(hidden_size, attention_heads(hidden_size), dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.head_weight = nn.Parameter(torch.empty(n_tickers, hidden_size))
+        self.head_bias = nn.Parameter(torch.zeros(n_tickers))
+        nn.init.normal_(self.ticker_embedding, std=0.02)
+        nn.init.uniform_(self.head_weight, -(hidden_size**-0.5), hidden_size**-0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq_len, n_tickers, n_features = x.shape
+        per_ticker = x.permute(0, 2, 1, 3).reshape(batch * n_tickers, seq_len, n_features)
+        out, _ = self.lstm(per_ticker)
+        encoded = out[:, -1].reshape(batch, n_tickers, -1) + self.ticker_embedding  # (batch, tickers, hidden)
+        attended, _ = self.attention(encoded, encoded, encoded, need_weights=False)
+        mixed = self.dropout(self.norm(encoded + attended))
+        return (mixed * self.head_weight).sum(dim=-1) + self.head_bias
+
+
+_CLASSES: dict[str, type[nn.Module]] = {
+    "lstm": FlatLSTM,
+    "lstm_attention": TemporalAttentionLSTM,
+    "ticker_attention": TickerAttentionLSTM,
+}
+
+
+def build_model(
+    architecture: str, n_tickers: int, n_features: int, hidden_size: int, num_layers: int, dropout: float
+) -> nn.Module:
+    """Instantiate one of ARCHITECTURES; bad names or sizes fail here, not mid-training."""
+    if architecture not in _CLASSES:
+        raise ValueError(f"unknown architecture {architecture!r}; allowed: {', '.join(ARCHITECTURES)}")
+    sizes = {"n_tickers": n_tickers, "n_features": n_features, "hidden_size": hidden_size, "num_layers": num_layers}
+    for name, value in sizes.items():
+        if int(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    return _CLASSES[architecture](int(n_tickers), int(n_features), int(hidden_size), int(num_layers), float(dropout))

@@ -51,9 +51,18 @@ class TrainingSettings(_Section):
     max_epochs: int = Field(25, ge=1, le=1000)
     patience: int = Field(4, ge=1, le=100)
     seed: int = Field(7, ge=0)
+    sequence_lengths: tuple[int, ...] = Field((10, 20), min_length=1, description="searched window lengths")
     max_mae_ratio_to_persistence: float = Field(
         1.05, gt=0, le=10, description="gate: candidate MAE must be <= this x persistence MAE"
     )
+
+
+    @field_validator("sequence_lengths")
+    @classmethod
+    def _check_lengths(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 2 <= v <= 120 for v in value):
+            raise ValueError(f"each sequence length must be between 2 and 120, got {list(value)}")
+        return tuple(sorted(set(value)))
 
 
 class Settings(_Section):

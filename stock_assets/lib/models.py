@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ARCHITECTURES = ("lstm", "lstm_attention", "ticker_attention")
+from stock_assets.lib.search import ARCHITECTURES  # noqa: E402  (torch-free home, for config validation)
 
 
 def attention_heads(hidden_size: int) -> int:

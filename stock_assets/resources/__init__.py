@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from stock_assets.resources.io_managers import ObjectIOManager, TableIOManager
+from stock_assets.resources.model_registry import ModelRegistryResource
+from stock_assets.resources.optuna_storage import OptunaStorageResource
 from stock_assets.resources.price_source import PriceSourceResource
+from stock_assets.resources.promotion_policy import PromotionPolicyResource
 from stock_assets.resources.warehouse import WarehouseResource
 from stock_assets.settings import Settings
 
@@ -21,4 +24,11 @@ def build_resources(settings: Settings) -> dict:
         "warehouse": WarehouseResource(database_url=settings.warehouse_url),
         "table_io_manager": TableIOManager(database_url=settings.warehouse_url),
         "object_io_manager": ObjectIOManager(base_dir=str((settings.home / "objects").resolve())),
+        "model_registry": ModelRegistryResource(
+            tracking_uri=settings.tracking_uri, model_name=settings.model_name, artifact_location=settings.artifact_location
+        ),
+        "optuna_storage": OptunaStorageResource(url=settings.optuna_url),
+        "promotion_policy": PromotionPolicyResource(
+            max_mae_ratio_to_persistence=settings.training.max_mae_ratio_to_persistence
+        ),
     }

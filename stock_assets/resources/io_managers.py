@@ -52,38 +52,44 @@ class TableIOManager(ConfigurableIOManager):
 class ObjectIOManager(ConfigurableIOManager):
     """One file per (asset, partition): dicts as JSON, dicts of numpy arrays as .npz
     (`allow_pickle=False`). Files are written to a temp name and renamed, so a partition is
-    either the old or the new object, never half of one."""
+    either the old or the new object, never half of one. Checks read it with `read()`."""
 
     base_dir: str
 
-    def _path(self, context: InputContext | OutputContext, key: str, suffix: str) -> Path:
-        return Path(self.base_dir) / table_name(context) / f"{key}{suffix}"
+    def _path(self, asset: str, key: str, suffix: str) -> Path:
+        return Path(self.base_dir) / asset / f"{key}{suffix}"
 
-    def handle_output(self, context: OutputContext, obj) -> None:
-        if obj is None:
-            return
-        for key in context.asset_partition_keys:
-            arrays = isinstance(obj, dict) and obj and all(isinstance(v, np.ndarray) for v in obj.values())
-            path = self._path(context, key, ".npz" if arrays else ".json")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-            with os.fdopen(fd, "wb") as fh:
-                if arrays:
-                    np.savez_compressed(fh, **obj)
-                else:
-                    fh.write(json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
-            os.replace(tmp, path)
-            for stale in {".npz", ".json"} - {path.suffix}:
-                self._path(context, key, stale).unlink(missing_ok=True)
+    def write(self, asset: str, key: str, obj) -> None:
+        arrays = isinstance(obj, dict) and obj and all(isinstance(v, np.ndarray) for v in obj.values())
+        path = self._path(asset, key, ".npz" if arrays else ".json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
+        with os.fdopen(fd, "wb") as fh:
+            if arrays:
+                np.savez_compressed(fh, **obj)
+            else:
+                fh.write(json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+        os.replace(tmp, path)
+        for stale in {".npz", ".json"} - {path.suffix}:
+            self._path(asset, key, stale).unlink(missing_ok=True)
 
-    def load_input(self, context: InputContext):
-        keys = list(context.asset_partition_keys)
-        if len(keys) != 1:
-            raise ValueError(f"{table_name(context)}: expected exactly one upstream partition, got {len(keys)}")
-        npz, js = self._path(context, keys[0], ".npz"), self._path(context, keys[0], ".json")
+    def read(self, asset: str, key: str):
+        npz, js = self._path(asset, key, ".npz"), self._path(asset, key, ".json")
         if npz.exists():
             with np.load(npz, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
         if js.exists():
             return json.loads(js.read_text())
-        raise MissingPartitionsError(f"{table_name(context)}: partition {keys[0]} not materialized; materialize it first")
+        raise MissingPartitionsError(f"{asset}: partition {key} not materialized; materialize it first")
+
+    def handle_output(self, context: OutputContext, obj) -> None:
+        if obj is None:
+            return
+        for key in context.asset_partition_keys:
+            self.write(table_name(context), key, obj)
+
+    def load_input(self, context: InputContext):
+        keys = list(context.asset_partition_keys)
+        if len(keys) != 1:
+            raise ValueError(f"{table_name(context)}: expected exactly one upstream partition, got {len(keys)}")
+        return self.read(table_name(context), keys[0])

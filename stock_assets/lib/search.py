@@ -1,0 +1,135 @@
+"""Hyperparameter search (Optuna) and the final fit, on the compact training sets of `evaluation`.
+
+The objective is the validation loss only (never the holdout); the pruner is fed every epoch's
+validation loss; the study lives in relational storage so it can resume or run several workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+ARCHITECTURES = ("lstm", "lstm_attention", "ticker_attention")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    architectures: tuple[str, ...] = ARCHITECTURES
+    hidden_sizes: tuple[int, ...] = (16, 32, 64)
+    max_layers: int = 2
+    max_dropout: float = 0.3
+    learning_rate: tuple[float, float] = (3e-4, 3e-3)
+    batch_sizes: tuple[int, ...] = (32, 64)
+    sequence_lengths: tuple[int, ...] = (10, 20)
+
+    @property
+    def max_sequence_length(self) -> int:
+        return max(self.sequence_lengths)
+
+
+@dataclass
+class SearchBudget:
+    n_trials: int
+    timeout_seconds: float
+    max_epochs: int
+    patience: int
+    seed: int = 7
+
+
+def suggest_params(trial, space: SearchSpace) -> dict:
+    return {
+        "architecture": trial.suggest_categorical("architecture", list(space.architectures)),
+        "hidden_size": trial.suggest_categorical("hidden_size", list(space.hidden_sizes)),
+        "num_layers": trial.suggest_int("num_layers", 1, space.max_layers),
+        "dropout": trial.suggest_float("dropout", 0.0, space.max_dropout),
+        "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", list(space.batch_sizes)),
+        "sequence_length": trial.suggest_categorical("sequence_length", list(space.sequence_lengths)),
+    }
+
+
+def fit_model(arrays: dict[str, np.ndarray], params: dict, budget: SearchBudget, on_epoch: Callable | None = None):
+    """Train one model with `params` on the train part, early-stopped on the validation part."""
+    from stock_assets.lib.datasets import WindowDataset
+    from stock_assets.lib.models import build_model
+    from stock_assets.lib.training import train_model
+
+    seq = int(params["sequence_length"])
+    n_tickers, n_features = arrays["scaled_features"].shape[1:]
+    model = build_model(
+        params["architecture"], n_tickers, n_features, int(params["hidden_size"]), int(params["num_layers"]), float(params["dropout"])
+    )
+    train = WindowDataset(arrays["scaled_features"], arrays["scaled_targets"], arrays["train"], seq)
+    validation = WindowDataset(arrays["scaled_features"], arrays["scaled_targets"], arrays["validation"], seq)
+    return train_model(
+        model,
+        train,
+        validation,
+        learning_rate=float(params["learning_rate"]),
+        batch_size=int(params["batch_size"]),
+        max_epochs=budget.max_epochs,
+        patience=budget.patience,
+        seed=budget.seed,
+        on_epoch=on_epoch,
+    )
+
+
+def run_study(
+    arrays: dict[str, np.ndarray],
+    space: SearchSpace,
+    budget: SearchBudget,
+    storage_url: str,
+    study_name: str,
+    on_trial: Callable | None = None,
+):
+    """Create or resume `study_name` and run the trials still missing from `budget.n_trials`."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage_url,
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=budget.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        load_if_exists=True,
+    )
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    remaining = budget.n_trials - len([t for t in study.trials if t.state in finished])
+
+    def objective(trial) -> float:
+        params = suggest_params(trial, space)
+
+        def report(epoch: int, train_loss: float, val_loss: float) -> None:
+            trial.set_user_attr(f"train_loss_{epoch}", train_loss)
+            trial.report(val_loss, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} (val loss {val_loss:.4f})")
+
+        result = fit_model(arrays, params, budget, on_epoch=report)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        return result.best_val_loss
+
+    if remaining > 0:
+        callbacks = [lambda study, trial: on_trial(trial)] if on_trial else []
+        study.optimize(objective, n_trials=remaining, timeout=budget.timeout_seconds, callbacks=callbacks)
+    if not [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]:
+        raise RuntimeError(f"study {study_name}: no trial completed (all pruned or failed); raise n_trials or max_epochs")
+    return study
+
+
+def study_summary(study) -> dict:
+    import optuna
+
+    states = [t.state for t in study.trials]
+    return {
+        "study_name": study.study_name,
+        "n_trials": len(states),
+        "n_complete": states.count(optuna.trial.TrialState.COMPLETE),
+        "n_pruned": states.count(optuna.trial.TrialState.PRUNED),
+        "n_failed": states.count(optuna.trial.TrialState.FAIL),
+        "best_trial": study.best_trial.number,
+        "best_value": float(study.best_value),
+    }

@@ -1,0 +1,166 @@
+"""MLflow tracking and the model registry behind one resource.
+
+One MLflow run per Dagster run: each step finds the run tagged with its Dagster run id (the
+convention of dagster-mlflow's `mlflow_tracking`), resumes it, and ends it when the step ends, so
+no MLflow run is ever left RUNNING and two Dagster runs never share one. Promotions are recorded
+as version tags, so "the champion as of D" is answerable for any past D.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from dagster import ConfigurableResource
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+PROMOTED_FOR = "promoted_for_partition"
+PROMOTED_AT = "promoted_at"
+PREPROCESSING_FILE = "preprocessing.json"
+
+
+class NoChampionError(RuntimeError):
+    """No model has been promoted for any partition up to the requested date."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    run_id: str
+    partition: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+class ModelRegistryResource(ConfigurableResource):
+    """Where runs, models and aliases live (MLflow tracking + registry URIs from settings/env)."""
+
+    tracking_uri: str
+    model_name: str = "stock_lstm"
+    experiment_name: str = "stock_assets"
+    artifact_location: str | None = None
+
+    # --- tracking -------------------------------------------------------------------------
+    def activate(self):
+        """Point this process's MLflow at our stores (imports mlflow lazily) and return the module."""
+        os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return mlflow
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        self.activate()
+        return MlflowClient(self.tracking_uri, self.tracking_uri)
+
+    def experiment_id(self) -> str:
+        client = self.client()
+        found = client.get_experiment_by_name(self.experiment_name)
+        if found is not None:
+            return found.experiment_id
+        return client.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+
+    @contextlib.contextmanager
+    def dagster_run(self, dagster_run_id: str, partition: str, job_name: str) -> Iterator[str]:
+        """Resume (or start) the MLflow run of this Dagster run; end it when the block ends."""
+        mlflow = self.activate()
+        client = self.client()
+        experiment_id = self.experiment_id()
+        runs = client.search_runs(
+            [experiment_id], filter_string=f"tags.dagster_run_id = '{dagster_run_id}'", max_results=1
+        )
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
+        if runs:
+            run = mlflow.start_run(run_id=runs[0].info.run_id)
+        else:
+            run = mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=f"retrain-{partition}",
+                tags={"dagster_run_id": dagster_run_id, "dagster_partition": partition, "dagster_job": job_name},
+            )
+        try:
+            yield run.info.run_id
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        else:
+            mlflow.end_run(status="FINISHED")
+
+    def run_url(self, run_id: str) -> str:
+        if self.tracking_uri.startswith("http"):
+            return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id()}/runs/{run_id}"
+        return f"mlflow run {run_id} in {self.tracking_uri} (open with `make mlflow-ui`)"
+
+    # --- registry -------------------------------------------------------------------------
+    def version(self, version: str) -> ModelRef:
+        mv = self.client().get_model_version(self.model_name, str(version))
+        return ModelRef(self.model_name, mv.version, mv.run_id, (mv.tags or {}).get("trained_for_partition"))
+
+    def alias(self, alias: str) -> ModelRef | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client().get_model_version_by_alias(self.model_name, alias)
+        except MlflowException:
+            return None
+        return ModelRef(self.model_name, mv.version, mv.run_id, (mv.tags or {}).get("trained_for_partition"))
+
+    def promotions(self) -> list[dict]:
+        """Every promotion recorded on version tags, oldest first."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            versions = client.search_model_versions(f"name = '{self.model_name}'")
+        except MlflowException:
+            return []
+        history = []
+        for mv in versions:
+            for entry in json.loads((mv.tags or {}).get("promotion_history", "[]")):
+                history.append({"version": mv.version, "run_id": mv.run_id, **entry})
+        return sorted(history, key=lambda h: (h["partition"], h["promoted_at"]))
+
+    def champion_as_of(self, partition: str) -> ModelRef | None:
+        """The model promoted for the latest partition <= `partition` (never one trained later)."""
+        eligible = [h for h in self.promotions() if h["partition"] <= partition]
+        if not eligible:
+            return None
+        last = eligible[-1]
+        return ModelRef(self.model_name, str(last["version"]), last["run_id"], last["partition"])
+
+    def promote(self, version: str, partition: str, dagster_run_id: str) -> dict:
+        """Move alias `champion` to `version` and append the promotion to its tag history."""
+        client = self.client()
+        mv = client.get_model_version(self.model_name, str(version))
+        entry = {
+            "partition": partition,
+            "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            "dagster_run_id": dagster_run_id,
+        }
+        history = json.loads((mv.tags or {}).get("promotion_history", "[]")) + [entry]
+        client.set_model_version_tag(self.model_name, str(version), "promotion_history", json.dumps(history))
+        client.set_model_version_tag(self.model_name, str(version), PROMOTED_FOR, partition)
+        client.set_model_version_tag(self.model_name, str(version), PROMOTED_AT, entry["promoted_at"])
+        client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
+        return entry
+
+    def load(self, ref: ModelRef):
+        """The exported (pt2) model and its plain-JSON preprocessing; never unpickles."""
+        import mlflow.pytorch
+
+        self.activate()
+        model = mlflow.pytorch.load_model(ref.uri)
+        local = self.client().download_artifacts(ref.run_id, PREPROCESSING_FILE)
+        with open(local) as fh:
+            return model, json.load(fh)

@@ -1,0 +1,9 @@
+"""Where Optuna studies live: SQLite under the project home, or the deployment's PostgreSQL."""
+
+from dagster import ConfigurableResource
+
+
+class OptunaStorageResource(ConfigurableResource):
+    """An Optuna RDB storage URL; several workers sharing it cooperate on one study."""
+
+    url: str

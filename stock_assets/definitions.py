@@ -2,7 +2,7 @@
 
 from dagster import Definitions, in_process_executor
 
-from stock_assets.defs import features, ingestion, training
+from stock_assets.defs import features, ingestion, monitoring, serving, training
 from stock_assets.resources import build_resources
 from stock_assets.settings import get_settings
 
@@ -10,5 +10,8 @@ defs = Definitions.merge(
     ingestion.defs,
     features.defs,
     training.defs,
+    serving.defs,
+    monitoring.defs,
+    # In-process: torch/mlflow/optuna imports cost seconds per step subprocess (SPEC §12).
     Definitions(resources=build_resources(get_settings()), executor=in_process_executor),
 )

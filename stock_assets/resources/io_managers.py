@@ -44,9 +44,13 @@ class TableIOManager(ConfigurableIOManager):
         meta = (upstream.definition_metadata if upstream else None) or {}
         partition_column = meta.get("partition_expr", "date")
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else []
+        # An input declared with metadata {"allow_missing_partitions": True} reads whatever exists.
+        require_all = not (context.definition_metadata or {}).get("allow_missing_partitions", False)
         if not keys:
-            raise MissingPartitionsError(f"{table_name(context)}: no upstream partitions to load")
-        return get_warehouse(self.database_url).read_partitions(table_name(context), partition_column, keys)
+            if require_all:
+                raise MissingPartitionsError(f"{table_name(context)}: no upstream partitions to load")
+            return pd.DataFrame()
+        return get_warehouse(self.database_url).read_partitions(table_name(context), partition_column, keys, require_all)
 
 
 class ObjectIOManager(ConfigurableIOManager):

@@ -57,6 +57,11 @@ class TrainingSettings(_Section):
     )
 
 
+    @field_validator("sequence_lengths", mode="before")
+    @classmethod
+    def _split_lengths(cls, value: Any) -> Any:
+        return [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
     @field_validator("sequence_lengths")
     @classmethod
     def _check_lengths(cls, value: tuple[int, ...]) -> tuple[int, ...]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, materialize
 
-from stock_assets.defs.features.assets import PRICE_WINDOW, processed_features
+from stock_assets.defs.features.assets import FEATURE_LOOKBACK, PRICE_WINDOW, processed_features
 from stock_assets.defs.features.checks import processed_features_valid
 from stock_assets.defs.ingestion.assets import raw_prices
 from stock_assets.defs.ingestion.checks import raw_prices_quality
@@ -17,7 +17,7 @@ from stock_assets.resources.warehouse import get_warehouse
 from stock_assets_tests.helpers import materialize_range, range_tags, sessions_from_start
 
 ASSETS = [raw_prices, raw_prices_quality, processed_features, processed_features_valid]
-KEYS = sessions_from_start(320)  # features exist from key 259 on (lookback 260)
+KEYS = sessions_from_start(280)  # features exist from key FEATURE_LOOKBACK - 1 = 219 on
 
 
 def stored(settings, table, first="0000", last="9999"):
@@ -42,21 +42,21 @@ def test_range_backfill_of_prices_and_60_sessions_of_features(settings, resource
     result = materialize_range(ASSETS, KEYS[0], KEYS[-1], resources=resources, instance=instance)
     assert result.success
     prices = stored(settings, "raw_prices")
-    assert len(prices) == 320 * 4 and prices["date"].min() == KEYS[0] and prices["date"].max() == KEYS[-1]
+    assert len(prices) == 280 * 4 and prices["date"].min() == KEYS[0] and prices["date"].max() == KEYS[-1]
     features = stored(settings, "processed_features")
-    assert features["date"].min() == KEYS[259] and features["date"].max() == KEYS[-1]
-    assert len(features) == 61 * 4
+    assert features["date"].min() == KEYS[FEATURE_LOOKBACK - 1] == "2005-07-01" and features["date"].max() == KEYS[-1]
+    assert len(features) == 61 * 4  # 61 sessions with a full lookback, 4 tickers
     assert list(features.columns) == ["date", "ticker", *FEATURE_COLUMNS]
     # Both assets recorded every partition of the range in Dagster, in one run.
     for key in (raw_prices.key, processed_features.key):
-        assert len(instance.get_materialized_partitions(key)) == 320
+        assert len(instance.get_materialized_partitions(key)) == 280
     assert len(instance.get_runs()) == 1
 
     # A daily run of one session later reproduces exactly what the range run stored.
-    before = features[features["date"] == KEYS[300]].reset_index(drop=True)
-    materialize([raw_prices, processed_features], selection=[processed_features], partition_key=KEYS[300],
+    before = features[features["date"] == KEYS[250]].reset_index(drop=True)
+    materialize([raw_prices, processed_features], selection=[processed_features], partition_key=KEYS[250],
                 resources=resources, instance=instance)  # fmt: skip
-    after = stored(settings, "processed_features", KEYS[300], KEYS[300])
+    after = stored(settings, "processed_features", KEYS[250], KEYS[250])
     assert after.equals(before)
 
 
@@ -69,10 +69,10 @@ def test_features_whose_price_lookback_is_missing_name_the_range(resources, inst
     message = str(result.get_step_failure_events()[0].event_specific_data.error)
     keys = sessions_from_start(400)
     assert PRICE_WINDOW >= 400  # the whole history since the start is the lookback here
-    assert f"80 of 400 needed partition(s) not materialized: {keys[320]}..{keys[399]}" in message
+    assert f"120 of 400 needed partition(s) not materialized: {keys[280]}..{keys[399]}" in message
 
 
-BAD_DAY = KEYS[300]
+BAD_DAY = KEYS[250]
 
 
 class CorruptedSource(PriceSourceResource):
@@ -90,7 +90,7 @@ class CorruptedSource(PriceSourceResource):
 
 
 def test_corrupted_prices_fail_the_check_and_block_features(settings, resources, instance):
-    materialize_range([raw_prices], KEYS[0], KEYS[299], resources=resources, instance=instance)
+    materialize_range([raw_prices], KEYS[0], KEYS[249], resources=resources, instance=instance)
     corrupted = {**resources, "price_source": CorruptedSource(tickers=["AAPL", "GOOG", "IBM", "MSFT"])}
     result = materialize(ASSETS, partition_key=BAD_DAY, resources=corrupted, instance=instance, raise_on_error=False)
     assert not result.success

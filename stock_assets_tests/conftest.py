@@ -1,7 +1,7 @@
 """Shared fixtures: a private storage home per test session, real Dagster instances, real databases."""
 
 import os
-import shutil
+import sqlite3
 import tempfile
 import uuid
 from pathlib import Path
@@ -17,6 +17,8 @@ TEST_SETTINGS = {
     "STOCK_ASSETS_TRAINING__N_TRIALS": "3",
     "STOCK_ASSETS_TRAINING__MAX_EPOCHS": "3",
     "STOCK_ASSETS_TRAINING__PATIENCE": "2",
+    # 3-epoch models are noisier than persistence; the bound itself is tested with a strict policy.
+    "STOCK_ASSETS_TRAINING__MAX_MAE_RATIO_TO_PERSISTENCE": "3.0",
     "STOCK_ASSETS_MONITORING__WINDOW_SESSIONS": "5",
     "STOCK_ASSETS_MONITORING__MIN_SAMPLES": "8",
     "STOCK_ASSETS_MONITORING__COOLDOWN_SESSIONS": "3",
@@ -76,7 +78,8 @@ def history(settings, history_warehouse, resources):
 
     target = Path(settings.warehouse_url.removeprefix("sqlite:///"))
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(history_warehouse, target)
+    with sqlite3.connect(history_warehouse) as source, sqlite3.connect(target) as copy:
+        source.backup(copy)  # includes what still sits in the WAL
     get_warehouse.cache_clear()
     return settings
 

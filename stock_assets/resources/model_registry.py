@@ -77,7 +77,9 @@ class ModelRegistryResource(ConfigurableResource):
         client = self.client()
         experiment_id = self.experiment_id()
         runs = client.search_runs(
-            [experiment_id], filter_string=f"tags.dagster_run_id = '{dagster_run_id}'", max_results=1
+            [experiment_id],
+            filter_string=f"tags.dagster_run_id = '{dagster_run_id}' and tags.stock_assets_role = 'dagster_run'",
+            max_results=1,
         )
         if mlflow.active_run() is not None:
             mlflow.end_run()
@@ -87,7 +89,12 @@ class ModelRegistryResource(ConfigurableResource):
             run = mlflow.start_run(
                 experiment_id=experiment_id,
                 run_name=f"retrain-{partition}",
-                tags={"dagster_run_id": dagster_run_id, "dagster_partition": partition, "dagster_job": job_name},
+                tags={
+                    "dagster_run_id": dagster_run_id,
+                    "dagster_partition": partition,
+                    "dagster_job": job_name,
+                    "stock_assets_role": "dagster_run",
+                },
             )
         try:
             yield run.info.run_id
@@ -105,7 +112,7 @@ class ModelRegistryResource(ConfigurableResource):
     # --- registry -------------------------------------------------------------------------
     def version(self, version: str) -> ModelRef:
         mv = self.client().get_model_version(self.model_name, str(version))
-        return ModelRef(self.model_name, mv.version, mv.run_id, (mv.tags or {}).get("trained_for_partition"))
+        return ModelRef(self.model_name, str(mv.version), mv.run_id, (mv.tags or {}).get("trained_for_partition"))
 
     def alias(self, alias: str) -> ModelRef | None:
         from mlflow.exceptions import MlflowException
@@ -114,7 +121,7 @@ class ModelRegistryResource(ConfigurableResource):
             mv = self.client().get_model_version_by_alias(self.model_name, alias)
         except MlflowException:
             return None
-        return ModelRef(self.model_name, mv.version, mv.run_id, (mv.tags or {}).get("trained_for_partition"))
+        return ModelRef(self.model_name, str(mv.version), mv.run_id, (mv.tags or {}).get("trained_for_partition"))
 
     def promotions(self) -> list[dict]:
         """Every promotion recorded on version tags, oldest first."""
@@ -128,7 +135,7 @@ class ModelRegistryResource(ConfigurableResource):
         history = []
         for mv in versions:
             for entry in json.loads((mv.tags or {}).get("promotion_history", "[]")):
-                history.append({"version": mv.version, "run_id": mv.run_id, **entry})
+                history.append({"version": str(mv.version), "run_id": mv.run_id, **entry})
         return sorted(history, key=lambda h: (h["partition"], h["promoted_at"]))
 
     def champion_as_of(self, partition: str) -> ModelRef | None:

@@ -25,15 +25,19 @@ def best_params(
     study_name = f"{model_registry.model_name}-{partition}"
     with model_registry.dagster_run(context.run_id, partition, context.job_name) as parent_run_id:
         mlflow = model_registry.activate()
+        client, experiment_id = model_registry.client(), model_registry.experiment_id()
 
         def log_trial(trial) -> None:
-            with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, parent_run_id=parent_run_id):
-                mlflow.log_params(trial.params)
-                mlflow.set_tags({"optuna_study": study_name, "optuna_state": trial.state.name, "dagster_run_id": context.run_id})
-                for step, value in sorted(trial.intermediate_values.items()):
-                    mlflow.log_metric("val_loss", value, step=step)
-                if trial.value is not None:
-                    mlflow.log_metric("best_val_loss", trial.value)
+            """Each trial as a nested MLflow run (client API: no global active-run state)."""
+            tags = {"mlflow.parentRunId": parent_run_id, "optuna_study": study_name, "optuna_state": trial.state.name}
+            run = client.create_run(experiment_id, run_name=f"trial-{trial.number}", tags=tags)
+            for name, value in trial.params.items():
+                client.log_param(run.info.run_id, name, value)
+            for step, value in sorted(trial.intermediate_values.items()):
+                client.log_metric(run.info.run_id, "val_loss", value, step=step)
+            if trial.value is not None:
+                client.log_metric(run.info.run_id, "best_val_loss", trial.value)
+            client.set_terminated(run.info.run_id, "FINISHED")
 
         study = run_study(scaled_sets, config.space(), config.budget(), optuna_storage.url, study_name, on_trial=log_trial)
         summary = study_summary(study)

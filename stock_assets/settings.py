@@ -55,6 +55,9 @@ class TrainingSettings(_Section):
     max_mae_ratio_to_persistence: float = Field(
         1.05, gt=0, le=10, description="gate: candidate MAE must be <= this x persistence MAE"
     )
+    min_improvement_over_champion: float = Field(
+        0.001, ge=0, lt=1, description="gate: candidate MAE must be below (1 - this) x champion MAE"
+    )
 
 
     @field_validator("sequence_lengths", mode="before")

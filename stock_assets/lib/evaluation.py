@@ -107,13 +107,19 @@ def score_on_sessions(log_returns: np.ndarray | None, arrays: dict[str, np.ndarr
     return price_forecast_metrics(actual, forecast, last)
 
 
-def gate_decision(candidate: dict, champion: dict | None, persistence: dict, max_ratio: float) -> tuple[bool, str]:
-    """SPEC §9: strictly better than the champion and within `max_ratio` x persistence MAE."""
+def gate_decision(
+    candidate: dict, champion: dict | None, persistence: dict, max_ratio: float, min_improvement: float = 0.0
+) -> tuple[bool, str]:
+    """SPEC §9: better than the champion (by `min_improvement`, relative) and within `max_ratio` x
+    persistence MAE."""
     reasons = []
     if not np.isfinite(candidate["mae"]):
         reasons.append("candidate MAE is not finite")
-    if champion is not None and not candidate["mae"] < champion["mae"]:
-        reasons.append(f"candidate MAE {candidate['mae']:.4f} is not below champion MAE {champion['mae']:.4f}")
+    if champion is not None and not candidate["mae"] < (1 - min_improvement) * champion["mae"]:
+        reasons.append(
+            f"candidate MAE {candidate['mae']:.4f} is not below champion MAE {champion['mae']:.4f}"
+            + (f" by {min_improvement:.2%}" if min_improvement else "")
+        )
     bound = max_ratio * persistence["mae"]
     if not candidate["mae"] <= bound:
         reasons.append(

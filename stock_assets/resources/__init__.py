@@ -29,6 +29,7 @@ def build_resources(settings: Settings) -> dict:
         ),
         "optuna_storage": OptunaStorageResource(url=settings.optuna_url),
         "promotion_policy": PromotionPolicyResource(
-            max_mae_ratio_to_persistence=settings.training.max_mae_ratio_to_persistence
+            max_mae_ratio_to_persistence=settings.training.max_mae_ratio_to_persistence,
+            min_improvement_over_champion=settings.training.min_improvement_over_champion,
         ),
     }

@@ -46,7 +46,11 @@ def promotion_gate(
             champion_note = f"v{champion_ref.version} not comparable: {exc}"
     scores["persistence"] = score_on_sessions(None, scaled_sets, holdout)
     passed, summary = gate_decision(
-        scores["candidate"], scores.get("champion"), scores["persistence"], promotion_policy.max_mae_ratio_to_persistence
+        scores["candidate"],
+        scores.get("champion"),
+        scores["persistence"],
+        promotion_policy.max_mae_ratio_to_persistence,
+        promotion_policy.min_improvement_over_champion,
     )
     table = "| model | MAE | RMSE | MAPE | direction | n |\n|---|---|---|---|---|---|\n" + "\n".join(
         f"| {name} | {s['mae']:.4f} | {s['rmse']:.4f} | {s['mape']:.4%} | {s['directional_accuracy']:.3f} | {s['n']} |"

@@ -54,8 +54,9 @@ def fit_model(arrays: dict[str, np.ndarray], params: dict, budget: SearchBudget,
     """Train one model with `params` on the train part, early-stopped on the validation part."""
     from stock_assets.lib.datasets import WindowDataset
     from stock_assets.lib.models import build_model
-    from stock_assets.lib.training import train_model
+    from stock_assets.lib.training import set_seeds, train_model
 
+    set_seeds(budget.seed)  # before building: weight initialisation is part of reproducibility
     seq = int(params["sequence_length"])
     n_tickers, n_features = arrays["scaled_features"].shape[1:]
     model = build_model(

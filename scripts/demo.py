@@ -1,7 +1,10 @@
 """`make demo`: the whole system on the bundled sample, offline, into the persistent local instance.
 
 1. one single-run backfill of raw_prices + processed_features over the sample's sessions;
-then prints what landed and how to look at it in the Dagster UI.
+2. the first retraining (Optuna search, candidate in MLflow, promotion gate, champion alias);
+3. a replay of the following sessions the way the schedule and the daemon would run them:
+   daily_job every session, the retraining sensor after each, the retrainings it requests;
+then a report of what happened and how to look at it in the Dagster and MLflow UIs.
 """
 
 from __future__ import annotations
@@ -14,14 +17,13 @@ from pathlib import Path
 from dagster import DagsterInstance
 
 from stock_assets.definitions import defs
+from stock_assets.lib import calendar
 from stock_assets.partitions import session_keys
+from stock_assets.replay import QUIET, replay, run_retraining
 from stock_assets.resources.warehouse import get_warehouse
 from stock_assets.settings import get_settings
 
 SAMPLE_FIRST, SAMPLE_LAST = "2004-08-19", "2013-03-01"
-
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def local_instance() -> DagsterInstance:
@@ -55,19 +57,84 @@ def backfill(instance: DagsterInstance, first: str, last: str) -> dict:
     }
 
 
+def budget(trials: int, epochs: int) -> dict:
+    return {
+        "ops": {
+            "best_params": {"config": {"n_trials": trials, "max_epochs": epochs}},
+            "candidate_model": {"config": {"max_epochs": epochs}},
+        }
+    }
+
+
+def show(title: str, rows: dict) -> None:
+    print(f"\n{title}")
+    for key, value in rows.items():
+        print(f"  {key:>28}: {value}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--first", default=SAMPLE_FIRST, help="first session of the backfill")
-    parser.add_argument("--last", default=SAMPLE_LAST, help="last session of the backfill")
+    parser.add_argument("--last", default=SAMPLE_LAST, help="last session of the backfill (and of the replay)")
+    parser.add_argument("--replay-sessions", type=int, default=30, help="sessions replayed after the first training")
+    parser.add_argument("--trials", type=int, default=4, help="Optuna trials per retraining (settings default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=6, help="max epochs per fit")
+    parser.add_argument("--skip-backfill", action="store_true", help="reuse the history already in the warehouse")
     args = parser.parse_args()
     settings = get_settings()
     instance = local_instance()
-    print(f"stock_assets demo  home={settings.home.resolve()}  DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}")
-    summary = backfill(instance, args.first, args.last)
-    print("\nBackfill of raw_prices + processed_features (one run):")
-    for key, value in summary.items():
-        print(f"  {key:>22}: {value}")
-    print("\nLook at it: `make ui` then open http://127.0.0.1:3000 (Assets -> raw_prices -> Partitions).")
+    started = time.perf_counter()
+    print(f"stock_assets demo  home={settings.home.resolve()}  DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
+
+    if not args.skip_backfill:
+        show("1. Backfill of raw_prices + processed_features (one run):", backfill(instance, args.first, args.last))
+
+    replayed = session_keys(SAMPLE_FIRST, args.last)[-args.replay_sessions :]
+    first_training = calendar.previous_session(replayed[0]).isoformat()
+    t0 = time.perf_counter()
+    first = run_retraining(defs, instance, first_training, budget(args.trials, args.epochs))
+    show(
+        f"2. First retraining as of {first_training}:",
+        {"promoted": first["promoted"], "gate": first["gate"], "seconds": round(time.perf_counter() - t0, 1)},
+    )
+    if not first["promoted"]:
+        raise SystemExit("the first candidate did not pass the gate; see the gate above and retry with more --trials/--epochs")
+
+    def progress(day, report):
+        rolling = report.last_rolling
+        print(
+            f"  {day}: scored {report.predictions_scored:4d}  rolling MAPE {rolling.get('rolling_mape', float('nan')):.4f}"
+            f"  direction {rolling.get('rolling_direction_accuracy', float('nan')):.3f}  retrainings {len(report.retrainings)}",
+            flush=True,
+        )
+
+    print(f"\n3. Replay of {len(replayed)} sessions {replayed[0]}..{replayed[-1]} (daily_job, sensor, retrainings):")
+    report = replay(defs, instance, replayed, budget(args.trials, args.epochs), on_session=progress)
+    registry = defs.resources["model_registry"]
+    champion = registry.alias("champion")
+    show(
+        "Report:",
+        {
+            "sessions replayed": len(report.sessions),
+            "failed daily runs": len(report.failed_daily_runs),
+            "predictions scored": report.predictions_scored,
+            **{k: round(v, 4) if isinstance(v, float) else v for k, v in report.last_rolling.items()},
+            "sensor retrainings": len(report.retrainings),
+            "promotions": report.promotions,
+            "rejections": report.rejections,
+            "champion now": f"{champion.name} v{champion.version} (trained for {champion.partition})" if champion else "none",
+            "replay seconds": round(report.seconds, 1),
+            "demo seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    for r in report.retrainings:
+        print(f"    retrain {r['partition']}: {'PROMOTED' if r['promoted'] else 'rejected'} - {r['gate']}")
+    print(
+        "\nLook at it:\n"
+        "  make ui         -> http://127.0.0.1:3000 (assets, partitions, runs, checks, the sensor's ticks)\n"
+        f"  make mlflow-ui  -> http://127.0.0.1:5000 (runs, metrics, model '{registry.model_name}' and its aliases)\n"
+        f"  MLflow store: {settings.tracking_uri}"
+    )
 
 
 if __name__ == "__main__":

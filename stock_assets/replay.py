@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from dagster import AssetKey, DagsterInstance, Definitions, build_sensor_context
 
 ROLLING_KEYS = ("rolling_samples", "rolling_mae", "rolling_rmse", "rolling_mape", "rolling_direction_accuracy")
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # outcomes go to the report
 
 
 @dataclass

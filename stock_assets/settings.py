@@ -53,7 +53,7 @@ class TrainingSettings(_Section):
     seed: int = Field(7, ge=0)
     sequence_lengths: tuple[int, ...] = Field((10, 20), min_length=1, description="searched window lengths")
     max_mae_ratio_to_persistence: float = Field(
-        1.05, gt=0, le=10, description="gate: candidate MAE must be <= this x persistence MAE"
+        1.10, gt=0, le=10, description="gate: candidate MAE must be <= this x persistence MAE"
     )
     min_improvement_over_champion: float = Field(
         0.001, ge=0, lt=1, description="gate: candidate MAE must be below (1 - this) x champion MAE"

@@ -8,5 +8,5 @@ class PromotionPolicyResource(ConfigurableResource):
     """A candidate must beat the champion by a margin (training nondeterminism is not progress) and
     keep MAE <= ratio x persistence MAE."""
 
-    max_mae_ratio_to_persistence: float = Field(1.05, gt=0, le=10)
+    max_mae_ratio_to_persistence: float = Field(1.10, gt=0, le=10)
     min_improvement_over_champion: float = Field(0.001, ge=0, lt=1)

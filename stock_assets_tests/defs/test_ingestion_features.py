@@ -134,3 +134,31 @@ def test_cli_range_materialization(tmp_path):
         n, first, last = conn.execute(sa.text("select count(*), min(date), max(date) from raw_prices")).one()
     assert (n, first, last) == (100, keys[0], keys[-1])
     assert dt.date.fromisoformat(last) == dt.date(2004, 9, 23)
+
+
+class ReadjustedSource(PriceSourceResource):
+    """The sample as a vendor would serve it after a 2:1 split re-based the whole history."""
+
+    def get(self):
+        class _Source(SamplePriceSource):
+            name = "readjusting-vendor"
+
+            def fetch(self, tickers, start, end):
+                frame = super().fetch(tickers, start, end)
+                frame[["open", "high", "low", "close", "adj_close"]] /= 2
+                return frame
+
+        return _Source()
+
+
+def test_vendor_readjustment_is_reported_not_mixed(settings, resources, instance):
+    materialize_range([raw_prices], KEYS[0], KEYS[9], resources=resources, instance=instance)
+    readjusted = {**resources, "price_source": ReadjustedSource(tickers=["AAPL", "GOOG", "IBM", "MSFT"])}
+    result = materialize([raw_prices], partition_key=KEYS[10], resources=readjusted, instance=instance, raise_on_error=False)
+    assert not result.success
+    message = str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert "changed 20 stored price(s) in the overlap" in message and "accept_vendor_readjustment" in message
+    assert stored(settings, "raw_prices")["date"].max() == KEYS[9]  # nothing new stored
+    accepted = materialize([raw_prices], partition_key=KEYS[10], resources=readjusted, instance=instance,
+                           run_config={"ops": {"raw_prices": {"config": {"accept_vendor_readjustment": True}}}})  # fmt: skip
+    assert accepted.success and stored(settings, "raw_prices")["date"].max() == KEYS[10]

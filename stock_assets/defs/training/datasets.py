@@ -13,6 +13,15 @@ TRAINING_INPUTS = {
     for name in ("processed_features", "raw_prices")
 }
 
+# Both datasets read the same training window of features and prices and store plain objects.
+training_data_asset = asset(
+    partitions_def=trading_day_partitions,
+    group_name="training",
+    io_manager_key="object_io_manager",
+    ins=TRAINING_INPUTS,
+    kinds={"numpy"},
+)
+
 
 def _sets(config: DatasetConfig, features: pd.DataFrame, prices: pd.DataFrame, tickers: list[str], scaler=None):
     from stock_assets.lib.evaluation import build_training_sets
@@ -20,13 +29,7 @@ def _sets(config: DatasetConfig, features: pd.DataFrame, prices: pd.DataFrame, t
     return build_training_sets(features, prices, tickers, FEATURE_COLUMNS, config.training_window, MAX_SEQUENCE_LENGTH, scaler)
 
 
-@asset(
-    partitions_def=trading_day_partitions,
-    group_name="training",
-    io_manager_key="object_io_manager",
-    ins=TRAINING_INPUTS,
-    kinds={"numpy"},
-)
+@training_data_asset
 def scalers(
     context: AssetExecutionContext,
     config: DatasetConfig,
@@ -36,8 +39,9 @@ def scalers(
 ) -> dict:
     """Per-ticker, per-feature mean/std (and target mean/std) fitted on the train part of the
     training window ending at D, stored as plain JSON numbers."""
-    scaler, arrays = _sets(config, processed_features, raw_prices, list(price_source.tickers))
     from stock_assets.lib.evaluation import part_dates
+
+    scaler, arrays = _sets(config, processed_features, raw_prices, list(price_source.tickers))
 
     scaler["parts"] = {part: part_dates(arrays, part) for part in ("train", "validation", "holdout")}
     context.add_output_metadata(
@@ -51,13 +55,7 @@ def scalers(
     return scaler
 
 
-@asset(
-    partitions_def=trading_day_partitions,
-    group_name="training",
-    io_manager_key="object_io_manager",
-    ins=TRAINING_INPUTS,
-    kinds={"numpy"},
-)
+@training_data_asset
 def scaled_sets(
     context: AssetExecutionContext,
     config: DatasetConfig,

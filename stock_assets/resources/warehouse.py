@@ -8,9 +8,10 @@ partitions that legitimately hold zero rows, which is how reads tell "empty" fro
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -160,9 +161,18 @@ class Warehouse:
             raise WarehouseError(f"table {table}: write rejected, previous rows kept ({exc.orig})") from exc
         return len(frame)
 
+    @contextlib.contextmanager
+    def _reading(self, table: str) -> Iterator[sa.Connection]:
+        """A read connection; an unreachable database becomes an error that says so."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise WarehouseError(f"warehouse {self.safe_url} unreachable while reading {table}: {exc.orig}") from exc
+
     def stored_partitions(self, table: str, first: str, last: str) -> dict[str, int]:
         """{partition_key: row_count} recorded for `table` between first and last."""
-        with self.engine.connect() as conn:
+        with self._reading(table) as conn:
             if not sa.inspect(conn).has_table(LEDGER):
                 return {}
             ledger = self._ledger(sa.MetaData())
@@ -189,7 +199,7 @@ class Warehouse:
         return self.read_range(table, partition_column, keys[0], keys[-1])
 
     def read_range(self, table: str, partition_column: str, first: str, last: str) -> pd.DataFrame:
-        with self.engine.connect() as conn:
+        with self._reading(table) as conn:
             if not sa.inspect(conn).has_table(table):
                 return pd.DataFrame()
             target = sa.Table(table, sa.MetaData(), autoload_with=conn)

@@ -162,3 +162,8 @@ def test_vendor_readjustment_is_reported_not_mixed(settings, resources, instance
     accepted = materialize([raw_prices], partition_key=KEYS[10], resources=readjusted, instance=instance,
                            run_config={"ops": {"raw_prices": {"config": {"accept_vendor_readjustment": True}}}})  # fmt: skip
     assert accepted.success and stored(settings, "raw_prices")["date"].max() == KEYS[10]
+
+
+def test_a_partition_key_that_is_not_a_session_is_refused(resources, instance):
+    with pytest.raises(Exception, match="2012-10-29"):  # hurricane Sandy: the exchange was closed
+        materialize([raw_prices], partition_key="2012-10-29", resources=resources, instance=instance)

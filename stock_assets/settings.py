@@ -82,6 +82,8 @@ class Settings(_Section):
     database_url: str | None = None
     optuna_storage: str | None = None
     mlflow_tracking_uri: str | None = None
+    mlflow_http_timeout_seconds: int = Field(60, ge=1, le=600, description="bound on one MLflow REST request")
+    mlflow_http_max_retries: int = Field(2, ge=0, le=7, description="retries of a failed MLflow REST request")
     model_name: str = Field("stock_lstm", pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
     feature_lookback: int = Field(260, ge=220, le=2000, description="sessions of prices behind each feature row")
     overlap_sessions: int = Field(5, ge=0, le=60, description="sessions re-fetched to detect vendor re-adjustments")
@@ -135,7 +137,12 @@ class Settings(_Section):
         return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
 
     @property
-    def artifact_location(self) -> str:
+    def artifact_location(self) -> str | None:
+        """Artifact root of new MLflow experiments: a local folder for the embedded store; None with a
+        tracking server, so the server decides (`mlflow-artifacts:/`, proxied by `--serve-artifacts`)
+        and the MLflow UI and other containers can read what runs log."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return None
         return (self.home / "mlartifacts").resolve().as_uri()
 
 

@@ -33,7 +33,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from stock_assets.settings import Settings, get_settings  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get("STOCK_ASSETS_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def _postgres_available() -> str | None:
         engine.dispose()
         return None
     except Exception as exc:  # noqa: BLE001
-        return f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__}); start it or set STOCK_ASSETS_TEST_POSTGRES"
+        return f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__}); start it or set TEST_POSTGRES_ADMIN_URL"
 
 
 @pytest.fixture

@@ -25,7 +25,11 @@ def build_resources(settings: Settings) -> dict:
         "table_io_manager": TableIOManager(database_url=settings.warehouse_url),
         "object_io_manager": ObjectIOManager(base_dir=str((settings.home / "objects").resolve())),
         "model_registry": ModelRegistryResource(
-            tracking_uri=settings.tracking_uri, model_name=settings.model_name, artifact_location=settings.artifact_location
+            tracking_uri=settings.tracking_uri,
+            model_name=settings.model_name,
+            artifact_location=settings.artifact_location,
+            http_timeout_seconds=settings.mlflow_http_timeout_seconds,
+            http_max_retries=settings.mlflow_http_max_retries,
         ),
         "optuna_storage": OptunaStorageResource(url=settings.optuna_url),
         "promotion_policy": PromotionPolicyResource(

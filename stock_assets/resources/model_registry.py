@@ -23,8 +23,8 @@ PROMOTED_AT = "promoted_at"
 PREPROCESSING_FILE = "preprocessing.json"
 
 
-class NoChampionError(RuntimeError):
-    """No model has been promoted for any partition up to the requested date."""
+class ModelRegistryUnavailableError(RuntimeError):
+    """The MLflow tracking server / registry cannot be reached; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,17 @@ class ModelRegistryResource(ConfigurableResource):
     model_name: str = "stock_lstm"
     experiment_name: str = "stock_assets"
     artifact_location: str | None = None
+    http_timeout_seconds: int = 60
+    http_max_retries: int = 2
 
     # --- tracking -------------------------------------------------------------------------
     def activate(self):
         """Point this process's MLflow at our stores (imports mlflow lazily) and return the module."""
         os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+        # MLflow's defaults (7 retries, backoff up to 120 s) make one call to a dead server take ~4
+        # minutes; an explicit MLFLOW_HTTP_REQUEST_* in the environment still wins.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.http_timeout_seconds))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.http_max_retries))
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)
@@ -73,14 +79,24 @@ class ModelRegistryResource(ConfigurableResource):
     @contextlib.contextmanager
     def dagster_run(self, dagster_run_id: str, partition: str, job_name: str) -> Iterator[str]:
         """Resume (or start) the MLflow run of this Dagster run; end it when the block ends."""
+        from mlflow.exceptions import MlflowException
+
         mlflow = self.activate()
         client = self.client()
-        experiment_id = self.experiment_id()
-        runs = client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.dagster_run_id = '{dagster_run_id}' and tags.stock_assets_role = 'dagster_run'",
-            max_results=1,
-        )
+        try:
+            experiment_id = self.experiment_id()
+            runs = client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.dagster_run_id = '{dagster_run_id}' and tags.stock_assets_role = 'dagster_run'",
+                max_results=1,
+            )
+        except MlflowException as exc:
+            detail = str(exc) if len(str(exc)) <= 300 else "..." + str(exc)[-240:]  # the tail names the cause
+            raise ModelRegistryUnavailableError(
+                f"MLflow tracking server {self.tracking_uri} unreachable or failing ({detail}). Start it or fix "
+                f"MLFLOW_TRACKING_URI (settings mlflow_tracking_uri), then rerun {job_name} for {partition}; "
+                "nothing was logged, registered or promoted by this step."
+            ) from exc
         if mlflow.active_run() is not None:
             mlflow.end_run()
         if runs:

@@ -1,0 +1,165 @@
+"""The deployment configuration end to end (SPEC §13): the same definitions with the warehouse, the
+Optuna storage, MLflow's backend store (behind a real `mlflow server`) and Dagster's instance
+storage (dagster-postgres, configured by the repository's dagster.yaml) all on PostgreSQL."""
+
+import math
+import re
+
+import pytest
+from dagster import AssetKey, AssetMaterialization, DagsterRunStatus, build_sensor_context
+from mlflow import MlflowClient
+
+from stock_assets.lib import calendar
+from stock_assets.settings import get_settings
+from stock_assets_tests.deployment.conftest import QUIET, seed_history
+from stock_assets_tests.helpers import range_tags
+
+pytestmark = pytest.mark.postgres
+
+SEEDED = ("2004-08-19", "2006-01-31")  # history stored without Dagster bookkeeping (fast)
+BACKFILL = ("2006-02-01", "2006-02-22")  # then one real range run of price_history_job on PostgreSQL
+TRAIN_FOR = "2006-02-22"
+DAILY = ["2006-02-23", "2006-02-24", "2006-02-27"]
+BREACH_AT = "2006-03-01"  # beyond the cooldown after TRAIN_FOR
+
+
+def materialized(result) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+@pytest.mark.slow
+def test_backfill_retraining_daily_runs_and_sensor_on_postgres(postgres_stack):
+    stack = postgres_stack
+    defs, instance, registry = stack.defs, stack.instance, stack.registry
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+    assert stack.settings.warehouse_url.startswith("postgresql+psycopg2://")
+
+    # --- 1. history: seeded rows, then one real single-run backfill on PostgreSQL ------------
+    seeded = seed_history(stack.settings, *SEEDED)
+    assert seeded == {"raw_prices": 366 * 4, "processed_features": 147 * 4}  # features from 2005-07-01
+    backfill = defs.resolve_job_def("price_history_job").execute_in_process(
+        instance=instance, run_config=QUIET, tags=range_tags(*BACKFILL)
+    )
+    assert backfill.success
+    keys = [d.isoformat() for d in calendar.sessions_between(*BACKFILL)]
+    assert len(keys) == 15
+    for table in ("raw_prices", "processed_features"):
+        rows = stack.rows("warehouse", f"SELECT date, count(*), count(DISTINCT ticker) FROM {table} "
+                          "WHERE date BETWEEN :a AND :b GROUP BY date ORDER BY date", a=keys[0], b=keys[-1])  # fmt: skip
+        assert rows == [(k, 4, 4) for k in keys], table
+        ledger = stack.rows("warehouse", "SELECT count(*), sum(row_count) FROM _stock_assets_partitions WHERE table_name = :t", t=table)
+        assert ledger == [(366 + 15, 4 * (366 + 15))] if table == "raw_prices" else [(366 + 15, 4 * (147 + 15))]
+        assert instance.get_materialized_partitions(AssetKey(table)) == set(keys)
+    checks = {e.check_name: e.passed for e in backfill.get_asset_check_evaluations()}
+    assert checks == {"raw_prices_quality": True, "processed_features_valid": True}
+
+    # --- 2. retraining behind the gate: Optuna and MLflow on PostgreSQL ----------------------
+    retraining = defs.resolve_job_def("retraining_job").execute_in_process(
+        instance=instance, partition_key=TRAIN_FOR, run_config=QUIET, raise_on_error=False
+    )
+    assert retraining.success
+    assert materialized(retraining) == {"scalers", "scaled_sets", "best_params", "candidate_model", "production_model"}
+    gate = next(e for e in retraining.get_asset_check_evaluations() if e.check_name == "promotion_gate")
+    assert gate.passed and "no champion yet" in gate.description
+
+    client = MlflowClient(stack.mlflow.url, stack.mlflow.url)
+    model = client.get_registered_model(stack.settings.model_name)
+    assert model.aliases == {"champion": "1", "challenger": "1"}
+    (version,) = client.search_model_versions(f"name = '{stack.settings.model_name}'")
+    assert version.tags["trained_for_partition"] == TRAIN_FOR and version.tags["promoted_for_partition"] == TRAIN_FOR
+    assert version.tags["dagster_run_id"] == retraining.run_id
+    (run,) = client.search_runs([registry.experiment_id()], filter_string=f"tags.dagster_run_id = '{retraining.run_id}' "
+                                "and tags.dagster_partition = '2006-02-22'")  # fmt: skip
+    assert run.info.run_id == version.run_id and run.info.status == "FINISHED"
+    assert not [r for r in client.search_runs([registry.experiment_id()]) if r.info.status == "RUNNING"]
+    assert registry.champion_as_of(TRAIN_FOR).version == "1" and registry.champion_as_of("2006-02-21") is None
+    # ... and those are rows of MLflow's PostgreSQL backend store, not of a local file.
+    assert stack.rows("mlflow", "SELECT alias, version FROM registered_model_aliases ORDER BY alias") == [
+        ("challenger", 1), ("champion", 1)
+    ]  # fmt: skip
+    n_trials = get_settings().training.n_trials
+    assert stack.rows("mlflow", "SELECT count(*) FROM runs WHERE status = 'FINISHED'") == [(1 + n_trials,)]  # parent + trials
+    study = f"{stack.settings.model_name}-{TRAIN_FOR}"
+    trials = stack.rows("optuna", "SELECT t.state FROM trials t JOIN studies s USING (study_id) WHERE s.study_name = :s", s=study)
+    assert len(trials) == n_trials and {state for (state,) in trials} <= {"COMPLETE", "PRUNED"}
+
+    # --- 3. daily runs: predictions by the champion, scored the next session -----------------
+    for day in DAILY:
+        daily = defs.resolve_job_def("daily_job").execute_in_process(
+            instance=instance, partition_key=day, run_config=QUIET, raise_on_error=False
+        )
+        assert daily.success, day
+        assert materialized(daily) == {"raw_prices", "processed_features", "daily_predictions", "performance_log"}
+    predictions = stack.rows("warehouse", "SELECT prediction_date, target_date, count(*), min(model_version), "
+                             "max(model_trained_for) FROM daily_predictions GROUP BY 1, 2 ORDER BY 1")  # fmt: skip
+    assert predictions == [(d, calendar.next_session(d).isoformat(), 4, "1", TRAIN_FOR) for d in DAILY]
+    # Predictions made on D target the next session; nothing targeted the first daily session.
+    scored = stack.rows("warehouse", "SELECT partition_key, row_count FROM _stock_assets_partitions "
+                        "WHERE table_name = 'performance_log' ORDER BY 1")  # fmt: skip
+    assert scored == [(DAILY[0], 0), (DAILY[1], 4), (DAILY[2], 4)]
+    log = stack.rows("warehouse", "SELECT prediction_date, target_date, abs_pct_error, direction_hit FROM performance_log")
+    assert sorted({(p, t) for p, t, _, _ in log}) == [(DAILY[0], DAILY[1]), (DAILY[1], DAILY[2])]
+
+    # Every run is in Dagster's PostgreSQL run storage.
+    runs = stack.rows("dagster", "SELECT pipeline_name, status FROM runs ORDER BY create_timestamp")
+    assert runs == [("price_history_job", "SUCCESS"), ("retraining_job", "SUCCESS")] + [("daily_job", "SUCCESS")] * 3
+    assert [r.status for r in instance.get_runs()] == [DagsterRunStatus.SUCCESS] * 5
+
+    # --- 4. the retraining sensor judges every performance_log materialization ---------------
+    cfg = get_settings().monitoring
+    sensor = defs.resolve_sensor_def("retraining_sensor")
+    tick = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs))
+    assert not tick.run_requests
+    # 8 scored predictions at DAILY[2] (= min_samples): judged on the same numbers the sensor reads.
+    mape = sum(e for _, _, e, _ in log) / len(log)
+    accuracy = sum(h for _, _, _, h in log) / len(log)
+    meta = instance.fetch_materializations(AssetKey("performance_log"), limit=10).records[0].asset_materialization.metadata
+    assert meta["rolling_samples"].value == len(log) == cfg.min_samples
+    assert math.isclose(meta["rolling_mape"].value, mape) and math.isclose(meta["rolling_direction_accuracy"].value, accuracy)
+    if mape > cfg.mape_max or accuracy < cfg.direction_accuracy_min:
+        last = f"{DAILY[2]}: rolling .* but retraining for {TRAIN_FOR} ran within {cfg.cooldown_sessions} sessions"
+    else:
+        last = f"{DAILY[2]}: within thresholds"
+    assert tick.skip_message.startswith(
+        f"{DAILY[0]}: only 0 scored predictions (< {cfg.min_samples}); {DAILY[1]}: only 4 scored predictions (< {cfg.min_samples}); "
+    )
+    assert re.search(last + "$", tick.skip_message), tick.skip_message
+
+    # A degraded session reported later (outside the cooldown) makes the sensor request a retraining.
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            asset_key="performance_log",
+            partition=BREACH_AT,
+            metadata={"rows": 4, "rolling_samples": 20, "rolling_mape": 0.12, "rolling_direction_accuracy": 0.40},
+        )
+    )
+    again = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
+    (request,) = again.run_requests
+    assert request.run_key == f"retrain-{BREACH_AT}" and request.partition_key == BREACH_AT
+    assert request.tags["stock_assets/reason"] == (
+        f"rolling MAPE 0.1200 > {cfg.mape_max}; rolling directional accuracy 0.400 < {cfg.direction_accuracy_min}"
+    )
+    assert int(again.cursor) > int(tick.cursor)
+    # Nothing new: an explicit skip, and the cursor does not go back.
+    idle = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, cursor=again.cursor))
+    assert not idle.run_requests and idle.skip_message == "no new performance_log materializations"
+
+
+def test_artifacts_go_through_the_tracking_server(mlflow_server, settings):
+    """With a tracking server, models and artifacts must be stored by the server (its
+    --artifacts-destination, served to the MLflow UI and to other containers), not written to
+    the code location's local disk where neither the server nor the UI can read them."""
+    from stock_assets.resources import build_resources
+
+    deployed = settings.model_copy(update={"mlflow_tracking_uri": mlflow_server.url})
+    registry = build_resources(deployed)["model_registry"]
+    with registry.dagster_run("probe-run", TRAIN_FOR, "retraining_job") as run_id:
+        registry.activate().log_text("probe", "probe.txt")
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    location = client.get_experiment(registry.experiment_id()).artifact_location
+    stored = list(mlflow_server.artifacts.rglob("probe.txt"))
+    local = list((deployed.home / "mlartifacts").rglob("probe.txt")) if (deployed.home / "mlartifacts").exists() else []
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert location.startswith("mlflow-artifacts:"), location
+    assert len(stored) == 1 and not local

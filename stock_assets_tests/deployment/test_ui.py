@@ -1,0 +1,190 @@
+"""The Dagster UI, the way a user starts it (`dagster dev -w workspace.yaml` from the repository
+root), checked through its GraphQL API and in headless Chromium; the asset graph screenshot is
+saved to benchmarks/asset_graph.png."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stock_assets_tests.deployment.conftest import REPO_ROOT, free_port, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT = REPO_ROOT / "benchmarks" / "asset_graph.png"
+WINDOW = (1600, 1000)
+ASSET_GROUPS = {  # SPEC §3
+    "raw_prices": "ingestion",
+    "processed_features": "features",
+    "scalers": "training",
+    "scaled_sets": "training",
+    "best_params": "training",
+    "candidate_model": "training",
+    "production_model": "training",
+    "daily_predictions": "serving",
+    "performance_log": "monitoring",
+}
+JOBS = {"daily_job", "retraining_job", "price_history_job"}
+QUERY = """
+{
+  repositoriesOrError { ... on RepositoryConnection { nodes {
+    name location { name }
+    jobs { name isAssetJob }
+    schedules { name cronSchedule executionTimezone scheduleState { status } }
+    sensors { name sensorState { status } }
+    assetNodes { assetKey { path } groupName isPartitioned }
+  } } }
+  workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+    locationOrLoadError { __typename ... on PythonError { message } } } } }
+  instance { info }
+}
+"""
+
+
+@dataclass
+class DagsterDev:
+    url: str
+    home: Path
+    log: Path
+
+    def graphql(self, query: str) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = json.load(response)
+        assert "errors" not in payload, payload["errors"]
+        return payload["data"]
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory):
+    """`dagster dev` (webserver + daemon + code server) on a free port, in its own process group."""
+    root = tmp_path_factory.mktemp("dagster_dev")
+    home = root / "dagster_home"
+    home.mkdir()
+    # Without a dagster.yaml in DAGSTER_HOME the repository root's (PostgreSQL) one would be a trap.
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    port, log = free_port(), root / "dagster_dev.log"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DAGSTER_PG_")}
+    env.update(DAGSTER_HOME=str(home), STOCK_ASSETS_HOME=str(root / "stock_assets_home"))
+    cmd = [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    before = set(REPO_ROOT.glob(".tmp_dagster_home_*"))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = DagsterDev(f"http://127.0.0.1:{port}", home, log)
+    try:
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"dagster dev exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{server.url}/server_info", timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_for(up, 180, f"dagster dev on {server.url} (log: {log})", interval=0.5)
+
+        def loaded():
+            entries = server.graphql(QUERY)["workspaceOrError"]["locationEntries"]
+            return entries if entries and all(e["loadStatus"] == "LOADED" for e in entries) else None
+
+        wait_for(loaded, 120, "the stock_assets code location to load", interval=0.5)
+        assert set(REPO_ROOT.glob(".tmp_dagster_home_*")) == before  # DAGSTER_HOME was used, no temp home
+        yield server
+    finally:
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=wait)
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:  # children (webserver, daemon, code server) share the group
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.slow
+def test_the_webserver_serves_the_code_location_on_its_own_instance(dagster_dev):
+    data = dagster_dev.graphql(QUERY)
+    (entry,) = data["workspaceOrError"]["locationEntries"]
+    assert entry["name"] == "stock_assets" and entry["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+    (repo,) = data["repositoriesOrError"]["nodes"]
+    assert repo["location"]["name"] == "stock_assets"
+    assets = {"/".join(a["assetKey"]["path"]): a for a in repo["assetNodes"]}
+    assert {name: a["groupName"] for name, a in assets.items()} == ASSET_GROUPS
+    assert all(a["isPartitioned"] for a in assets.values())
+    assert JOBS <= {j["name"] for j in repo["jobs"]}
+    (schedule,) = repo["schedules"]
+    assert schedule["name"] == "daily_schedule" and schedule["executionTimezone"] == "America/New_York"
+    assert schedule["cronSchedule"] == "30 18 * * *"
+    (sensor,) = repo["sensors"]
+    assert sensor["name"] == "retraining_sensor"
+    # Nothing fires on its own in a fresh instance: both start stopped until someone turns them on.
+    assert schedule["scheduleState"]["status"] == sensor["sensorState"]["status"] == "STOPPED"
+
+    # The instance is the temp DAGSTER_HOME's (SQLite), not the repository root's PostgreSQL dagster.yaml.
+    info = data["instance"]["info"]
+    assert "run_storage: SqliteRunStorage" in info and f"base_dir: {dagster_dev.home}" in info
+    assert "postgres" not in info.lower()
+    assert "The dagster.yaml file will not be used" in dagster_dev.log.read_text()
+
+
+def _visible_text(html: str) -> str:
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def _chromium(tmp_path: Path, url: str, *args: str, budget_ms: int) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"chromium-profile-{budget_ms}-{len(list(tmp_path.iterdir()))}"
+    cmd = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+        "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        f"--virtual-time-budget={budget_ms}", *args, url,
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, timeout=120, check=True)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.mark.slow
+def test_the_asset_graph_shows_every_asset_in_a_browser(dagster_dev, tmp_path):
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} missing: install it with `apt-get install -y chromium` (CI's .ci/run does)")
+    # The global lineage page with every group expanded (the UI's own `expanded` URL state).
+    groups = sorted(set(ASSET_GROUPS.values()))
+    url = f"{dagster_dev.url}/asset-groups?expanded=" + urllib.parse.quote(",".join(f"global@global:{g}" for g in groups))
+
+    missing = list(ASSET_GROUPS)
+    for budget in (15000, 40000):  # the SPA renders in virtual time; a loaded machine may need more
+        text = _visible_text(_chromium(tmp_path, url, "--dump-dom", budget_ms=budget).stdout.decode(errors="replace"))
+        missing = [name for name in ASSET_GROUPS if not re.search(rf"\b{name}\b", text)]
+        if not missing:
+            break
+    assert not missing, f"asset graph lacks {missing}; page text: {text[:2000]}"
+    assert "Global asset lineage" in text and all(group in text for group in groups)
+
+    shot = tmp_path / "asset_graph.png"
+    _chromium(tmp_path, url, f"--screenshot={shot}", budget_ms=budget)
+    assert _png_size(shot) == WINDOW
+    assert shot.stat().st_size > 30_000  # a rendered graph, not a blank page
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    shutil.copyfile(shot, SCREENSHOT)

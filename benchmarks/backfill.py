@@ -147,7 +147,7 @@ def main() -> None:
     floor, ours, per = rows["floor"], rows["single_run"], rows["per_partition"]
     per_rate = per["seconds"] / per["partitions"]
     print(f"\nBackfill benchmark ({os.cpu_count()} cores, SQLite instance and warehouse)")
-    print(f"| scenario | partitions | wall s | s/partition | peak RSS MB |\n|---|---|---|---|---|")
+    print("| scenario | partitions | wall s | s/partition | peak RSS MB |\n|---|---|---|---|---|")
     labels = {"floor": "Dagster floor: 2 trivial assets, one run", "single_run": "raw_prices + processed_features, one run",
               "per_partition": "same, one run per partition", "features": "features only: 10 tickers x 2,500 sessions (pure)"}  # fmt: skip
     for name, row in rows.items():

@@ -32,8 +32,8 @@ import pytest  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from stock_assets.settings import Settings, get_settings  # noqa: E402
+from stock_assets_tests.helpers import POSTGRES_ADMIN_URL, postgres_unavailable  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture
@@ -102,21 +102,10 @@ def instance(tmp_path):
         yield inst
 
 
-def _postgres_available() -> str | None:
-    try:
-        engine = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # noqa: BLE001
-        return f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__}); start it or set TEST_POSTGRES_ADMIN_URL"
-
-
 @pytest.fixture
 def postgres_url():
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    reason = _postgres_available()
+    reason = postgres_unavailable()
     if reason:
         pytest.skip(reason)
     name = f"sa_test_{uuid.uuid4().hex[:10]}"

@@ -1,5 +1,8 @@
 """Small helpers shared by the Dagster-level tests."""
 
+import os
+
+import sqlalchemy as sa
 from dagster import materialize
 
 from stock_assets.partitions import session_keys
@@ -27,3 +30,23 @@ def materialize_range(assets, first, last, *, resources, instance, selection=Non
         tags=range_tags(first, last),
         raise_on_error=raise_on_error,
     )
+
+
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ENABLE_HINT = (
+    "start it (e.g. `pg_ctlcluster <version> main start`, as .ci/run does; user postgres with trust auth on "
+    "127.0.0.1:5432) or point TEST_POSTGRES_ADMIN_URL at a superuser URL"
+)
+
+
+def postgres_unavailable(url: str = POSTGRES_ADMIN_URL) -> str | None:
+    """None when PostgreSQL answers at `url`, else a skip reason that says how to enable the tests."""
+    try:
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # noqa: BLE001
+        safe = sa.engine.make_url(url).render_as_string(hide_password=True)
+        return f"PostgreSQL not reachable at {safe} ({type(exc).__name__}); {POSTGRES_ENABLE_HINT}"

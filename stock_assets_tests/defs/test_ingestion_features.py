@@ -14,7 +14,7 @@ from stock_assets.lib.indicators import FEATURE_COLUMNS
 from stock_assets.lib.sources import SamplePriceSource
 from stock_assets.resources.price_source import PriceSourceResource
 from stock_assets.resources.warehouse import get_warehouse
-from stock_assets_tests.helpers import materialize_range, range_tags, sessions_from_start
+from stock_assets_tests.helpers import materialize_range, sessions_from_start
 
 ASSETS = [raw_prices, raw_prices_quality, processed_features, processed_features_valid]
 KEYS = sessions_from_start(280)  # features exist from key FEATURE_LOOKBACK - 1 = 219 on

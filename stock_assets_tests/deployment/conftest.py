@@ -25,12 +25,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from stock_assets_tests.helpers import POSTGRES_ADMIN_URL, postgres_unavailable
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-ENABLE_HINT = (
-    "start it (e.g. `pg_ctlcluster <version> main start`, as .ci/run does; user postgres with trust auth on "
-    "127.0.0.1:5432) or point TEST_POSTGRES_ADMIN_URL at a superuser URL"
-)
+ADMIN_URL = POSTGRES_ADMIN_URL
 MLFLOW_EXE = str(Path(sys.executable).with_name("mlflow"))
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -53,16 +51,19 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
         time.sleep(interval)
 
 
-def postgres_unavailable() -> str | None:
-    try:
-        engine = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # noqa: BLE001
-        safe = sa.engine.make_url(ADMIN_URL).render_as_string(hide_password=True)
-        return f"PostgreSQL not reachable at {safe} ({type(exc).__name__}); {ENABLE_HINT}"
+def wait_for_http(proc: subprocess.Popen, url: str, log: Path, timeout: float, what: str, interval: float = 0.3):
+    """Wait until `url` answers 200, failing early (with the log's tail) if `proc` exits."""
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    wait_for(up, timeout, f"{what} on {url} (log: {log})", interval=interval)
 
 
 class Postgres:
@@ -202,16 +203,7 @@ class MlflowServer:
                 cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env, start_new_session=True
             )
 
-        def healthy() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        wait_for(healthy, timeout, f"mlflow server on {self.url} (log: {self.log})", interval=0.3)
+        wait_for_http(self.proc, f"{self.url}/health", self.log, timeout, "mlflow server")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from stock_assets_tests.deployment.conftest import REPO_ROOT, free_port, wait_for
+from stock_assets_tests.deployment.conftest import REPO_ROOT, free_port, wait_for, wait_for_http
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = REPO_ROOT / "benchmarks" / "asset_graph.png"
@@ -84,16 +84,7 @@ def dagster_dev(tmp_path_factory):
     server = DagsterDev(f"http://127.0.0.1:{port}", home, log)
     try:
 
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{server.url}/server_info", timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        wait_for(up, 180, f"dagster dev on {server.url} (log: {log})", interval=0.5)
+        wait_for_http(proc, f"{server.url}/server_info", log, 180, "dagster dev", interval=0.5)
 
         def loaded():
             entries = server.graphql(QUERY)["workspaceOrError"]["locationEntries"]

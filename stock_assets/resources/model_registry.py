@@ -126,10 +126,6 @@ class ModelRegistryResource(ConfigurableResource):
         return f"mlflow run {run_id} in {self.tracking_uri} (open with `make mlflow-ui`)"
 
     # --- registry -------------------------------------------------------------------------
-    def version(self, version: str) -> ModelRef:
-        mv = self.client().get_model_version(self.model_name, str(version))
-        return ModelRef(self.model_name, str(mv.version), mv.run_id, (mv.tags or {}).get("trained_for_partition"))
-
     def alias(self, alias: str) -> ModelRef | None:
         from mlflow.exceptions import MlflowException
 

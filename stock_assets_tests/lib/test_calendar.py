@@ -1,10 +1,8 @@
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from stock_assets.lib import calendar
-from stock_assets.partitions import build_trading_day_partitions, session_keys, trading_day_partitions
 
 
 @pytest.mark.parametrize(
@@ -12,7 +10,7 @@ from stock_assets.partitions import build_trading_day_partitions, session_keys, 
 )
 def test_holidays_and_special_closures_are_not_sessions(day):
     assert not calendar.is_session(day)
-    assert day not in set(trading_day_partitions.get_partition_keys()) | {"2004-08-18"}
+    assert day not in {d.isoformat() for d in calendar.sessions_between("2000-01-03", "2026-01-01")}
 
 
 def test_friday_to_monday_and_holiday_skips():
@@ -25,27 +23,3 @@ def test_friday_to_monday_and_holiday_skips():
     assert calendar.offset_session("2024-06-17", -1) == dt.date(2024, 6, 14)
     with pytest.raises(ValueError, match="not an XNYS trading session"):
         calendar.offset_session("2024-06-15", 1)
-
-
-def test_partition_keys_are_exactly_the_sessions():
-    keys = trading_day_partitions.get_partition_keys()
-    assert keys[0] == "2004-08-19"
-    expected = [d.isoformat() for d in calendar.sessions_between("2004-08-19", keys[-1])]
-    assert keys == expected
-    # 2004-08-19..2013-03-01 is the bundled sample: 2,148 sessions
-    assert len(session_keys("2004-08-19", "2013-03-01")) == 2148
-    assert session_keys("2012-10-25", "2012-11-01") == ["2012-10-25", "2012-10-26", "2012-10-31", "2012-11-01"]
-
-
-def test_end_offset_exposes_the_session_that_opens_today():
-    partitions = build_trading_day_partitions(dt.date(2024, 1, 2))
-    # On Friday 2024-06-14 at 10:00 New York time, that day's session is already a partition.
-    now = dt.datetime(2024, 6, 14, 10, tzinfo=ZoneInfo("America/New_York"))
-    keys = partitions.get_partition_keys(current_time=now)
-    assert keys[-1] == "2024-06-14"
-    assert "2024-06-15" not in keys
-
-
-def test_start_date_must_be_a_session():
-    with pytest.raises(ValueError, match="not an NYSE session"):
-        build_trading_day_partitions(dt.date(2004, 8, 21))

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets
 export DAGSTER_HOME ?= $(STOCK_ASSETS_HOME)/dagster_home
 
-.PHONY: install demo test ui mlflow-ui benchmark clean
+.PHONY: install demo test lint format ui mlflow-ui benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,11 +25,27 @@ demo: install  ## backfill the bundled sample, train and promote, replay daily o
 test: install  ## the whole suite (PostgreSQL tests skip with a reason if it is not running)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+lint: install  ## ruff: lint and formatting (what CI runs before the tests)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install  ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
 ui: install  ## Dagster UI + daemon on http://127.0.0.1:3000 against the demo's instance
 	mkdir -p $(DAGSTER_HOME)
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 against the demo's tracking store
+mlflow-lint: install  ## ruff: lint and formatting (what CI runs before the tests)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install  ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+ui: install  ## MLflow UI on http://127.0.0.1:5000 against the demo's tracking store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STOCK_ASSETS_HOME)/mlflow.db \
 		--default-artifact-root $(STOCK_ASSETS_HOME)/mlartifacts --host 127.0.0.1 --port 5000
 

@@ -41,7 +41,10 @@ def scenario_floor(home: Path, n: int) -> dict:
     """Dagster alone: two trivial single-run assets (one feeding the other) over n partitions."""
     from dagster import AssetIn, BackfillPolicy, IOManager, asset, materialize
 
-    from stock_assets.partitions import trading_day_partitions
+    from stock_assets.definitions import settings
+    from stock_assets.partitions import build_trading_day_partitions
+
+    trading_day_partitions = build_trading_day_partitions(settings.start_date)
 
     class NullIO(IOManager):
         def handle_output(self, context, obj):
@@ -54,16 +57,25 @@ def scenario_floor(home: Path, n: int) -> dict:
     def trivial_a():
         return 1
 
-    @asset(partitions_def=trading_day_partitions, backfill_policy=BackfillPolicy.single_run(), io_manager_key="null",
-           ins={"trivial_a": AssetIn()})  # fmt: skip
+    @asset(
+        partitions_def=trading_day_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        io_manager_key="null",
+        ins={"trivial_a": AssetIn()},
+    )
     def trivial_b(trivial_a):
         return 1
 
     keys = _keys(n)
     instance = _instance(home)
     started = time.perf_counter()
-    materialize([trivial_a, trivial_b], resources={"null": NullIO()}, instance=instance, run_config=QUIET,
-                tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})  # fmt: skip
+    materialize(
+        [trivial_a, trivial_b],
+        resources={"null": NullIO()},
+        instance=instance,
+        run_config=QUIET,
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+    )
     return {"seconds": time.perf_counter() - started, "partitions": len(keys)}
 
 
@@ -76,9 +88,10 @@ def scenario_single_run(home: Path, n: int) -> dict:
     instance = _instance(home)
     started = time.perf_counter()
     result = defs.resolve_job_def("price_history_job").execute_in_process(
-        instance=instance, run_config=QUIET,
+        instance=instance,
+        run_config=QUIET,
         tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
-    )  # fmt: skip
+    )
     assert result.success
     return {"seconds": time.perf_counter() - started, "partitions": len(keys)}
 
@@ -117,8 +130,18 @@ def scenario_features(home: Path, n: int) -> dict:
 
 
 def _child(name: str, args: argparse.Namespace, home: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", name, "--home", home, "--sessions", str(args.sessions),
-           "--per-partition", str(args.per_partition)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--home",
+        home,
+        "--sessions",
+        str(args.sessions),
+        "--per-partition",
+        str(args.per_partition),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     return json.loads(out)
 
@@ -148,12 +171,20 @@ def main() -> None:
     per_rate = per["seconds"] / per["partitions"]
     print(f"\nBackfill benchmark ({os.cpu_count()} cores, SQLite instance and warehouse)")
     print("| scenario | partitions | wall s | s/partition | peak RSS MB |\n|---|---|---|---|---|")
-    labels = {"floor": "Dagster floor: 2 trivial assets, one run", "single_run": "raw_prices + processed_features, one run",
-              "per_partition": "same, one run per partition", "features": "features only: 10 tickers x 2,500 sessions (pure)"}  # fmt: skip
+    labels = {
+        "floor": "Dagster floor: 2 trivial assets, one run",
+        "single_run": "raw_prices + processed_features, one run",
+        "per_partition": "same, one run per partition",
+        "features": "features only: 10 tickers x 2,500 sessions (pure)",
+    }
     for name, row in rows.items():
-        print(f"| {labels[name]} | {row['partitions']} | {row['seconds']:.1f} | {row['seconds'] / row['partitions']:.4f} | {row['peak_rss_mb']:.0f} |")
+        print(
+            f"| {labels[name]} | {row['partitions']} | {row['seconds']:.1f} | "
+            f"{row['seconds'] / row['partitions']:.4f} | {row['peak_rss_mb']:.0f} |"
+        )
     print(f"\nsingle run / floor = {ours['seconds'] / floor['seconds']:.2f}x (target <= ~1.25x)")
-    print(f"per-partition runs / single run, per partition = {per_rate / (ours['seconds'] / ours['partitions']):.1f}x (target >= 20x)")
+    ratio = per_rate / (ours["seconds"] / ours["partitions"])
+    print(f"per-partition runs / single run, per partition = {ratio:.1f}x (target >= 20x)")
 
 
 if __name__ == "__main__":

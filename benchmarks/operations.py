@@ -43,10 +43,9 @@ def main() -> None:
 
     from dagster import DagsterInstance
 
-    from stock_assets.definitions import defs
+    from stock_assets.definitions import defs, settings
     from stock_assets.lib import calendar
     from stock_assets.replay import QUIET
-    from stock_assets.settings import get_settings
 
     instance = DagsterInstance.get()
     ops = {}
@@ -55,7 +54,7 @@ def main() -> None:
     if args.epochs:
         ops.setdefault("best_params", {"config": {}})["config"]["max_epochs"] = args.epochs
         ops["candidate_model"] = {"config": {"max_epochs": args.epochs}}
-    training = get_settings().training
+    training = settings.training
     rows = []
     started = time.perf_counter()
     result = defs.resolve_job_def("retraining_job").execute_in_process(
@@ -66,10 +65,14 @@ def main() -> None:
     meta = {k: v.value for k, v in best.materialization.metadata.items()}
     gate = next((e for e in result.get_asset_check_evaluations() if e.check_name == "promotion_gate"), None)
     rows.append(
-        (f"retraining_job {args.partition} ({args.trials or training.n_trials} trials x {args.epochs or training.max_epochs} epochs, "
-         f"window {training.training_window})", seconds,
-         f"trials {meta['n_trials']}, pruned {meta['n_pruned']} ({meta['pruned_share']:.0%}); gate: {gate.description if gate else '-'}")
-    )  # fmt: skip
+        (
+            f"retraining_job {args.partition} ({args.trials or training.n_trials} trials x "
+            f"{args.epochs or training.max_epochs} epochs, window {training.training_window})",
+            seconds,
+            f"trials {meta['n_trials']}, pruned {meta['n_pruned']} ({meta['pruned_share']:.0%}); "
+            f"gate: {gate.description if gate else '-'}",
+        )
+    )
     rss_after_training = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if not result.success:
         print("note: the candidate was not promoted; daily runs need a champion", file=sys.stderr)
@@ -77,16 +80,20 @@ def main() -> None:
     for _ in range(args.daily if result.success else 0):
         day = calendar.next_session(day).isoformat()
         t0 = time.perf_counter()
-        ok = defs.resolve_job_def("daily_job").execute_in_process(
-            instance=instance, partition_key=day, run_config=QUIET, raise_on_error=False
-        ).success
+        ok = (
+            defs.resolve_job_def("daily_job")
+            .execute_in_process(instance=instance, partition_key=day, run_config=QUIET, raise_on_error=False)
+            .success
+        )
         rows.append((f"daily_job {day}", time.perf_counter() - t0, "ok" if ok else "FAILED"))
     print(f"\nOperations benchmark ({os.cpu_count()} cores, SQLite instance and warehouse, whole sample)")
     print("| run | wall s | notes |\n|---|---|---|")
     for name, secs, note in rows:
         print(f"| {name} | {secs:.1f} | {note} |")
-    print(f"\npeak RSS after retraining: {rss_after_training:.0f} MB; at the end: "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")  # fmt: skip
+    print(
+        f"\npeak RSS after retraining: {rss_after_training:.0f} MB; at the end: "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

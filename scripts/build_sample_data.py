@@ -28,7 +28,9 @@ def main() -> None:
     )
     # The WIKI dump carries no corporate-action columns; adj_close embeds splits and dividends.
     frame = frame.assign(dividends=0.0, stock_splits=0.0)
-    frame = frame[["date", "ticker", "open", "high", "low", "close", "adj_close", "volume", "dividends", "stock_splits"]]
+    frame = frame[
+        ["date", "ticker", "open", "high", "low", "close", "adj_close", "volume", "dividends", "stock_splits"]
+    ]
     frame = frame.sort_values(["ticker", "date"]).reset_index(drop=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     # mtime=0 keeps the gzip byte-identical across rebuilds.

@@ -1,4 +1,4 @@
-"""The single partitions definition of the whole asset graph: one partition per NYSE session."""
+"""The partitions definition of the whole asset graph: one partition per NYSE session."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import datetime as dt
 from dagster import DailyPartitionsDefinition
 
 from stock_assets.lib import calendar
-from stock_assets.settings import get_settings
 
 
 def build_trading_day_partitions(start_date: dt.date) -> DailyPartitionsDefinition:
@@ -24,14 +23,6 @@ def build_trading_day_partitions(start_date: dt.date) -> DailyPartitionsDefiniti
     )
 
 
-trading_day_partitions = build_trading_day_partitions(get_settings().start_date)
-
-
-def partitions_start() -> dt.date:
-    return get_settings().start_date
-
-
-def session_keys(first: str, last: str) -> list[str]:
+def session_keys(first: str | dt.date, last: str | dt.date) -> list[str]:
     """Partition keys from `first` to `last` inclusive (the calendar's sessions as 'YYYY-MM-DD')."""
-    first = max(dt.date.fromisoformat(first), partitions_start())
     return [d.isoformat() for d in calendar.sessions_between(first, last)]

@@ -12,7 +12,17 @@ from dataclasses import dataclass, field
 
 from dagster import AssetKey, DagsterInstance, Definitions, build_sensor_context
 
-ROLLING_KEYS = ("rolling_samples", "rolling_mae", "rolling_rmse", "rolling_mape", "rolling_direction_accuracy")
+ROLLING_KEYS = (
+    "rolling_samples",
+    "rolling_mae",
+    "rolling_persistence_mae",
+    "rolling_mae_ratio",
+    "rolling_direction_accuracy",
+    "rolling_up_share",
+    "detector_statistic",
+    "champion_version",
+    "champion_kind",
+)
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # outcomes go to the report
 
 
@@ -38,10 +48,16 @@ def _merge(base: dict, extra: dict | None) -> dict:
     return {**base, **(extra or {})}
 
 
-def run_retraining(defs: Definitions, instance: DagsterInstance, partition: str, run_config: dict | None = None, tags=None) -> dict:
+def run_retraining(
+    defs: Definitions, instance: DagsterInstance, partition: str, run_config: dict | None = None, tags=None
+) -> dict:
     """One retraining_job run for `partition`; returns what the gate decided."""
     result = defs.resolve_job_def("retraining_job").execute_in_process(
-        instance=instance, partition_key=partition, run_config=_merge(QUIET, run_config), tags=tags or {}, raise_on_error=False
+        instance=instance,
+        partition_key=partition,
+        run_config=_merge(QUIET, run_config),
+        tags=tags or {},
+        raise_on_error=False,
     )
     gate = next((e for e in result.get_asset_check_evaluations() if e.check_name == "promotion_gate"), None)
     promoted = any(e.asset_key == AssetKey("production_model") for e in result.get_asset_materialization_events())
@@ -51,6 +67,7 @@ def run_retraining(defs: Definitions, instance: DagsterInstance, partition: str,
         "success": result.success,
         "promoted": promoted,
         "gate": gate.description if gate is not None else "gate not reached (see the run's logs)",
+        "p_value": gate.metadata["p_value"].value if gate is not None else None,
     }
 
 
@@ -77,7 +94,7 @@ def replay(
                 meta = {k: v.value for k, v in event.materialization.metadata.items()}
                 report.predictions_scored += int(meta.get("rows", 0))
                 report.last_rolling = {k: meta[k] for k in ROLLING_KEYS if k in meta}
-        context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+        context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=defs.resources)
         evaluation = sensor.evaluate_tick(context)
         cursor = evaluation.cursor or cursor
         for request in evaluation.run_requests or []:

@@ -1,7 +1,9 @@
 """The one place that reads user settings: a YAML file plus ``STOCK_ASSETS_*`` environment overrides.
 
-Everything is validated when the code location loads, so a bad value fails fast with the key
-name and the allowed range instead of surfacing mid-run.
+`load_settings()` is called once, by `stock_assets/definitions.py` (and by scripts, which are
+entry points of their own); everything else receives the validated `Settings` object. Validation
+happens when the code location loads, so a bad value fails fast with the key name and the allowed
+range instead of surfacing mid-run.
 """
 
 from __future__ import annotations
@@ -9,16 +11,20 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stock_assets.lib.calendar import EARLIEST_SESSION
+
 ENV_PREFIX = "STOCK_ASSETS_"
 SETTINGS_FILE_ENV = "STOCK_ASSETS_SETTINGS_FILE"
 DEFAULT_SETTINGS_FILE = Path(__file__).with_name("settings.yaml")
+# The names of lib/models.py's ARCHITECTURES, here so settings validate without importing torch
+# (a test keeps the two equal).
+ARCHITECTURE_NAMES = ("lstm", "lstm_attention", "ticker_attention", "pooled_lstm")
 _TICKER = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^]{0,14}$")
 
 
@@ -37,11 +43,15 @@ class YFinanceSettings(_Section):
 
 
 class MonitoringSettings(_Section):
-    mape_max: float = Field(0.07, gt=0, le=1)
-    direction_accuracy_min: float = Field(0.53, ge=0, le=1)
-    window_sessions: int = Field(10, ge=1, le=250)
-    min_samples: int = Field(20, ge=1, le=100_000)
+    window_sessions: int = Field(10, ge=1, le=250, description="sessions of the rolling metrics")
+    detector_drift: float = Field(0.25, gt=0, le=5, description="CUSUM allowance per session (noise units)")
+    detector_threshold: float = Field(9.0, gt=0, le=100, description="CUSUM alarm level")
+    detector_min_sessions: int = Field(10, ge=2, le=250, description="sessions before the detector judges")
+    max_champion_age_sessions: int = Field(63, ge=1, le=2520, description="retrain a champion older than this")
     cooldown_sessions: int = Field(5, ge=0, le=250)
+    mape_max: float | None = Field(None, gt=0, le=1, description="optional absolute guard, off by default")
+    direction_accuracy_min: float | None = Field(None, ge=0, le=1, description="optional guard, off by default")
+    min_samples: int = Field(20, ge=1, le=100_000, description="scored predictions the optional guards need")
 
 
 class TrainingSettings(_Section):
@@ -52,13 +62,7 @@ class TrainingSettings(_Section):
     patience: int = Field(4, ge=1, le=100)
     seed: int = Field(7, ge=0)
     sequence_lengths: tuple[int, ...] = Field((10, 20), min_length=1, description="searched window lengths")
-    max_mae_ratio_to_persistence: float = Field(
-        1.10, gt=0, le=10, description="gate: candidate MAE must be <= this x persistence MAE"
-    )
-    min_improvement_over_champion: float = Field(
-        0.001, ge=0, lt=1, description="gate: candidate MAE must be below (1 - this) x champion MAE"
-    )
-
+    gate_alpha: float = Field(0.10, gt=0, lt=1, description="gate: one-sided Diebold-Mariano significance level")
 
     @field_validator("sequence_lengths", mode="before")
     @classmethod
@@ -87,6 +91,12 @@ class Settings(_Section):
     model_name: str = Field("stock_lstm", pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
     feature_lookback: int = Field(260, ge=220, le=2000, description="sessions of prices behind each feature row")
     overlap_sessions: int = Field(5, ge=0, le=60, description="sessions re-fetched to detect vendor re-adjustments")
+    max_abs_log_return: float = Field(
+        1.0, gt=0, le=10, description="largest one-day |log return| of adj_close accepted before storage"
+    )
+    accepted_moves: tuple[tuple[str, dt.date], ...] = Field(
+        (), description="known events allowed beyond max_abs_log_return, as [TICKER, YYYY-MM-DD] pairs"
+    )
     yfinance: YFinanceSettings = YFinanceSettings()
     training: TrainingSettings = TrainingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
@@ -113,8 +123,10 @@ class Settings(_Section):
     @field_validator("start_date")
     @classmethod
     def _check_start(cls, value: dt.date) -> dt.date:
-        if not dt.date(2000, 1, 3) <= value <= dt.date.today():
-            raise ValueError(f"must be between 2000-01-03 and today, got {value}")
+        if not EARLIEST_SESSION <= value <= dt.date.today():
+            raise ValueError(
+                f"must be between {EARLIEST_SESSION} (the trading calendar's start) and today, got {value}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -190,9 +202,3 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
             env = ENV_PREFIX + "__".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
             lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r}; file {path} or env {env})")
         raise SettingsError("invalid stock_assets settings:\n" + "\n".join(lines)) from None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The settings of this process, read once when the code location loads."""
-    return load_settings()

@@ -1,45 +1,52 @@
-"""Shared fixtures: a private storage home per test session, real Dagster instances, real databases."""
+"""Shared fixtures: a private storage home per test, real Dagster instances, real databases.
 
-import os
+Tests build their definitions from a `Settings` object (small windows and budgets so the suite
+stays fast): no environment juggling before imports, no patched module globals.
+"""
+
 import sqlite3
-import tempfile
 import uuid
 from pathlib import Path
 
-# Before anything imports stock_assets: settings are read once per process, at code-location load.
-# Tests run the real definitions with small windows and budgets so the suite stays fast.
-_SESSION_HOME = tempfile.mkdtemp(prefix="stock_assets_tests_")
-TEST_SETTINGS = {
-    "STOCK_ASSETS_HOME": _SESSION_HOME,
-    "STOCK_ASSETS_FEATURE_LOOKBACK": "220",  # features exist from the 220th session (2005-07-01) on
-    "STOCK_ASSETS_TRAINING__TRAINING_WINDOW": "150",
-    "STOCK_ASSETS_TRAINING__SEQUENCE_LENGTHS": "5,10",
-    "STOCK_ASSETS_TRAINING__N_TRIALS": "3",
-    "STOCK_ASSETS_TRAINING__MAX_EPOCHS": "3",
-    "STOCK_ASSETS_TRAINING__PATIENCE": "2",
-    # 3-epoch models are noisier than persistence; the bound itself is tested with a strict policy.
-    "STOCK_ASSETS_TRAINING__MAX_MAE_RATIO_TO_PERSISTENCE": "3.0",
-    "STOCK_ASSETS_MONITORING__WINDOW_SESSIONS": "5",
-    "STOCK_ASSETS_MONITORING__MIN_SAMPLES": "8",
-    "STOCK_ASSETS_MONITORING__COOLDOWN_SESSIONS": "3",
-}
-os.environ.update(TEST_SETTINGS)
-os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"  # models must load without unpickling
-os.environ.pop("MLFLOW_TRACKING_URI", None)
-os.environ.pop("STOCK_ASSETS_SETTINGS_FILE", None)
+import pytest
+import sqlalchemy as sa
 
-import pytest  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
+from stock_assets.settings import MonitoringSettings, Settings, TrainingSettings
+from stock_assets_tests.helpers import POSTGRES_ADMIN_URL, postgres_unavailable
 
-from stock_assets.settings import Settings, get_settings  # noqa: E402
-from stock_assets_tests.helpers import POSTGRES_ADMIN_URL, postgres_unavailable  # noqa: E402
+TEST_SETTINGS = Settings(
+    feature_lookback=220,  # features exist from the 220th session (2005-07-01) on
+    training=TrainingSettings(
+        training_window=150,
+        sequence_lengths=(5, 10),
+        n_trials=3,
+        max_epochs=3,
+        patience=2,
+    ),
+    monitoring=MonitoringSettings(window_sessions=5, cooldown_sessions=3, max_champion_age_sessions=40),
+)
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _mlflow_environment():
+    """Models must load without unpickling; no tracking server leaks in from the shell."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield
 
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    """The packaged defaults with every store under this test's tmp dir."""
-    return get_settings().model_copy(update={"home": tmp_path / "home"})
+    """The test settings with every store under this test's tmp dir."""
+    return TEST_SETTINGS.model_copy(update={"home": tmp_path / "home"})
+
+
+@pytest.fixture
+def defs(settings):
+    from stock_assets.defs import build_definitions
+
+    return build_definitions(settings)
 
 
 HISTORY_SESSIONS = 440  # 2004-08-19 .. 2006-05-18: prices and features for training and replays
@@ -49,24 +56,19 @@ HISTORY_SESSIONS = 440  # 2004-08-19 .. 2006-05-18: prices and features for trai
 def history_warehouse(tmp_path_factory) -> Path:
     """A warehouse with raw_prices and processed_features for the first HISTORY_SESSIONS sessions,
     built once by one real single-run backfill; tests get their own copy via `history`."""
-    from dagster import instance_for_test, materialize
+    from dagster import instance_for_test
 
-    from stock_assets.defs.features.assets import processed_features
-    from stock_assets.defs.ingestion.assets import raw_prices
+    from stock_assets.defs import build_definitions
     from stock_assets.partitions import session_keys
-    from stock_assets.resources import build_resources
+    from stock_assets_tests.helpers import range_tags
 
     root = tmp_path_factory.mktemp("history")
-    settings = get_settings().model_copy(update={"home": root / "home"})
+    settings = TEST_SETTINGS.model_copy(update={"home": root / "home"})
     keys = session_keys("2004-08-19", "2013-03-01")[:HISTORY_SESSIONS]
     (root / "dh").mkdir()
     with instance_for_test(temp_dir=str(root / "dh")) as inst:
-        result = materialize(
-            [raw_prices, processed_features],
-            resources=build_resources(settings),
-            instance=inst,
-            tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
-        )
+        job = build_definitions(settings).resolve_job_def("price_history_job")
+        result = job.execute_in_process(instance=inst, tags=range_tags(keys[0], keys[-1]))
         assert result.success
     return Path(settings.warehouse_url.removeprefix("sqlite:///"))
 

@@ -32,6 +32,20 @@ def materialize_range(assets, first, last, *, resources, instance, selection=Non
     )
 
 
+def assets_of(settings, *names: str) -> list:
+    """The assets definitions named, built from `settings` without resources (tests pass their own;
+    checks are module-level: import them)."""
+    from stock_assets.defs import DOMAINS
+    from stock_assets.partitions import build_trading_day_partitions
+
+    partitions = build_trading_day_partitions(settings.start_date)
+    by_key = {}
+    for domain in DOMAINS:
+        for assets_def in domain.build_defs(settings, partitions).assets:
+            by_key.update({key.to_user_string(): assets_def for key in assets_def.keys})
+    return [by_key[name] for name in names]
+
+
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 POSTGRES_ENABLE_HINT = (
     "start it (e.g. `pg_ctlcluster <version> main start`, as .ci/run does; user postgres with trust auth on "
@@ -47,6 +61,6 @@ def postgres_unavailable(url: str = POSTGRES_ADMIN_URL) -> str | None:
             conn.execute(sa.text("select 1"))
         engine.dispose()
         return None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         safe = sa.engine.make_url(url).render_as_string(hide_password=True)
         return f"PostgreSQL not reachable at {safe} ({type(exc).__name__}); {POSTGRES_ENABLE_HINT}"

@@ -4,16 +4,27 @@ import subprocess
 import sys
 
 from stock_assets.definitions import defs
-from stock_assets.settings import SettingsError, load_settings
+from stock_assets.settings import ARCHITECTURE_NAMES, SettingsError, load_settings
 
-ASSETS = {"raw_prices", "processed_features", "scalers", "scaled_sets", "best_params", "candidate_model",
-          "production_model", "daily_predictions", "performance_log"}  # fmt: skip
+ASSETS = {
+    "raw_prices",
+    "processed_features",
+    "scalers",
+    "scaled_sets",
+    "best_params",
+    "candidate_model",
+    "production_model",
+    "daily_predictions",
+    "performance_log",
+}
 
 
 def test_the_graph_and_its_lineage():
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ASSETS
-    parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
+    parents = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()
+    }
     assert parents["processed_features"] == {"raw_prices"}
     assert parents["scaled_sets"] == {"processed_features", "raw_prices", "scalers"}
     assert parents["candidate_model"] == {"scaled_sets", "scalers", "best_params"}
@@ -28,7 +39,10 @@ def test_the_graph_and_its_lineage():
 
 
 def test_loading_the_code_location_does_not_import_torch_mlflow_or_optuna():
-    code = "import sys, stock_assets.definitions; print(sorted(m for m in ('torch', 'mlflow', 'optuna') if m in sys.modules))"
+    code = (
+        "import sys, stock_assets.definitions; "
+        "print(sorted(m for m in ('torch', 'mlflow', 'optuna') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -52,3 +66,9 @@ def test_bad_settings_name_the_key_and_the_allowed_range(tmp_path):
         assert "source 'csv' needs csv_path" in str(exc)
     good = load_settings(environ={"STOCK_ASSETS_TICKERS": "aapl, msft", "STOCK_ASSETS_TRAINING__N_TRIALS": "5"})
     assert good.tickers == ("AAPL", "MSFT") and good.training.n_trials == 5
+
+
+def test_settings_know_every_architecture_without_importing_torch():
+    from stock_assets.lib.models import ARCHITECTURES
+
+    assert ARCHITECTURE_NAMES == ARCHITECTURES

@@ -4,7 +4,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from stock_assets.lib import calendar
-from stock_assets.partitions import build_trading_day_partitions, session_keys, trading_day_partitions
+from stock_assets.partitions import build_trading_day_partitions, session_keys
+
+trading_day_partitions = build_trading_day_partitions(dt.date(2004, 8, 19))
 
 
 def test_partition_keys_are_exactly_the_sessions():

@@ -12,7 +12,7 @@ def figure():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=90)
+    fig, ax = plt.subplots(figsize=(8.5, 3.2), dpi=90)
     return fig, ax
 
 
@@ -37,6 +37,7 @@ def line_plot(series: dict[str, list[float]], title: str, xlabel: str, ylabel: s
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend()
-    fig.autofmt_xdate() if x is not None else None
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # outside the lines
+    if x is not None:
+        fig.autofmt_xdate()
     return png_bytes(fig)

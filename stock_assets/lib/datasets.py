@@ -1,9 +1,10 @@
-"""Dense panels, the next-session target, embargoed splits, train-only scaling, on-demand windows.
+"""Dense panels, the next-session target, embargoed splits, train-only scaling, the one window
+cutter, and the training sets as of a date.
 
-SPEC §7 and §17 (flaws 3, 5, 6, 11): a window ending at session t is paired with
-log(close[t+1] / close[t]) and nothing else; the last session has no target and is never a
-sample; scaling numbers come from training rows only and are plain JSON numbers; windows are
-sliced from one array when asked for, never stored stacked.
+A window ending at session t is paired with log(close[t+1] / close[t]) and nothing else; the last
+session has no target and is never a sample; scaling numbers come from training rows only and are
+plain JSON numbers; windows are cut from one array when asked for, never stored stacked
+(docs/decisions.md, "Training data").
 """
 
 from __future__ import annotations
@@ -190,8 +191,24 @@ def predicted_close(last_close: np.ndarray, log_returns: np.ndarray) -> np.ndarr
     return np.asarray(last_close, dtype=np.float64) * np.exp(np.asarray(log_returns, dtype=np.float64))
 
 
+def cut_windows(scaled_features: np.ndarray, ends: np.ndarray | list[int], sequence_length: int) -> np.ndarray:
+    """The windows ending at `ends` (negative counts from the end), stacked as (len(ends), seq, T, F).
+
+    The only place windows are cut: training batches, scoring and serving all go through here.
+    """
+    n = len(scaled_features)
+    ends = np.asarray(ends, dtype=np.int64)
+    ends = np.where(ends < 0, ends + n, ends)
+    if ends.size and (ends.min() < sequence_length - 1 or ends.max() >= n):
+        raise ValueError(
+            f"windows of {sequence_length} sessions must end in [{sequence_length - 1}, {n - 1}], got {ends}"
+        )
+    offsets = np.arange(-sequence_length + 1, 1)
+    return np.ascontiguousarray(scaled_features[ends[:, None] + offsets], dtype=np.float32)
+
+
 class WindowDataset(Dataset):
-    """Windows sliced on demand from one scaled (n_sessions, n_tickers, n_features) array.
+    """Windows cut on demand from one scaled (n_sessions, n_tickers, n_features) array.
 
     Item i is (features[e-seq+1 : e+1], targets[e]) for e = end_indices[i]. Indexing with a list
     of positions returns a whole stacked batch in one gather (what `training` uses).
@@ -211,26 +228,60 @@ class WindowDataset(Dataset):
         self.targets = np.ascontiguousarray(scaled_targets, dtype=np.float32)
         self.end_indices = ends
         self.sequence_length = int(sequence_length)
-        self._offsets = np.arange(-self.sequence_length + 1, 1)
 
     def __len__(self) -> int:
         return len(self.end_indices)
 
     def __getitem__(self, index: int | list[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        if np.ndim(index) == 0:
-            end = int(self.end_indices[index])
-            x = self.features[end - self.sequence_length + 1 : end + 1]
-            return torch.tensor(x), torch.tensor(self.targets[end])
-        ends = self.end_indices[np.asarray(index, dtype=np.int64)]
-        return torch.from_numpy(self.features[ends[:, None] + self._offsets]), torch.from_numpy(self.targets[ends])
+        ends = self.end_indices[np.atleast_1d(np.asarray(index, dtype=np.int64))]
+        x = torch.from_numpy(cut_windows(self.features, ends, self.sequence_length))
+        y = torch.from_numpy(self.targets[ends])
+        return (x[0], y[0]) if np.ndim(index) == 0 else (x, y)
 
 
-def window_at(scaled_features: np.ndarray, end_index: int, sequence_length: int) -> np.ndarray:
-    """The single window ending at `end_index` (negative counts from the end) as (1, seq, T, F)."""
-    end = end_index + len(scaled_features) if end_index < 0 else end_index
-    if not sequence_length - 1 <= end < len(scaled_features):
-        raise ValueError(
-            f"a window of {sequence_length} sessions ending at index {end_index} "
-            f"does not fit in {len(scaled_features)} sessions"
-        )
-    return np.ascontiguousarray(scaled_features[end - sequence_length + 1 : end + 1][None], dtype=np.float32)
+VALIDATION_FRACTION = 0.15
+HOLDOUT_FRACTION = 0.15
+
+
+def build_training_sets(
+    features: pd.DataFrame,
+    prices: pd.DataFrame,
+    tickers: list[str],
+    feature_columns: list[str],
+    training_window: int,
+    max_sequence_length: int,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """(scaler, arrays) for the last `training_window` complete sessions, computed once for both
+    the `scalers` and the `scaled_sets` assets.
+
+    The split's embargo uses the longest sequence length the search may pick, so a window of any
+    searched length stays inside its part. The scaler is fitted on the train part only. Arrays are
+    compact: windows are cut on demand.
+    """
+    panel = build_panel(features, prices, tickers, feature_columns, min_sessions=2)
+    if panel.n_sessions > training_window:
+        keep = slice(panel.n_sessions - training_window, None)
+        panel = Panel(panel.dates[keep], panel.tickers, panel.feature_columns, panel.features[keep], panel.close[keep])
+    split = chronological_split(panel.n_sessions, max_sequence_length, VALIDATION_FRACTION, HOLDOUT_FRACTION)
+    scaler = fit_scaler(panel, split, max_sequence_length)
+    targets = next_session_log_returns(panel.close)
+    arrays = {
+        "dates": np.asarray(panel.dates),
+        "tickers": np.asarray(panel.tickers),
+        "feature_columns": np.asarray(panel.feature_columns),
+        "features": panel.features,
+        "scaled_features": apply_scaler(panel.features, scaler),
+        "close": panel.close,
+        "scaled_targets": scale_targets(targets, scaler),
+        "train": split.train,
+        "validation": split.validation,
+        "holdout": split.holdout,
+    }
+    scaler["parts"] = {part: part_dates(arrays, part) for part in ("train", "validation", "holdout")}
+    return scaler, arrays
+
+
+def part_dates(arrays: dict[str, np.ndarray], part: str) -> dict[str, str]:
+    """First/last window-end session of a part and its sample count (for metadata)."""
+    ends = arrays[part]
+    return {"first": str(arrays["dates"][ends[0]]), "last": str(arrays["dates"][ends[-1]]), "samples": int(len(ends))}

@@ -1,4 +1,4 @@
-"""The three forecasting architectures of SPEC §8.
+"""The forecasting architectures and their registry (`ARCHITECTURES`, `build_model`).
 
 Every model maps (batch, seq_len, n_tickers, n_features) -> (batch, n_tickers): one scaled
 next-session log return per ticker. Forward passes use shape arithmetic only (no Python branches
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-
-from stock_assets.lib.search import ARCHITECTURES  # noqa: E402  (torch-free home, for config validation)
 
 
 def attention_heads(hidden_size: int) -> int:
@@ -50,7 +48,9 @@ class TemporalAttentionLSTM(nn.Module):
     def __init__(self, n_tickers: int, n_features: int, hidden_size: int, num_layers: int, dropout: float) -> None:
         super().__init__()
         self.lstm = _lstm(n_tickers * n_features, hidden_size, num_layers, dropout)
-        self.attention = nn.MultiheadAttention(hidden_size, attention_heads(hidden_size), dropout=dropout, batch_first=True)
+        self.attention = nn.MultiheadAttention(
+            hidden_size, attention_heads(hidden_size), dropout=dropout, batch_first=True
+        )
         self.norm = nn.LayerNorm(hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, n_tickers)
@@ -74,7 +74,9 @@ class TickerAttentionLSTM(nn.Module):
         self.n_tickers = n_tickers
         self.lstm = _lstm(n_features, hidden_size, num_layers, dropout)
         self.ticker_embedding = nn.Parameter(torch.zeros(n_tickers, hidden_size))
-        self.attention = nn.MultiheadAttention(hidden_size, attention_heads(hidden_size), dropout=dropout, batch_first=True)
+        self.attention = nn.MultiheadAttention(
+            hidden_size, attention_heads(hidden_size), dropout=dropout, batch_first=True
+        )
         self.norm = nn.LayerNorm(hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.head_weight = nn.Parameter(torch.empty(n_tickers, hidden_size))
@@ -92,11 +94,57 @@ class TickerAttentionLSTM(nn.Module):
         return (mixed * self.head_weight).sum(dim=-1) + self.head_bias
 
 
+class PooledLSTM(nn.Module):
+    """One LSTM and one linear head shared by every ticker, run over each ticker's own sequence.
+
+    Tickers are folded into the batch, so each ticker-day is a sample for the same weights: the
+    cross-section pools into one large training set and the parameter count does not grow with
+    the basket (only the optional embedding does). No ticker sees another ticker's inputs.
+
+    The ticker embedding is concatenated to every step's input rather than added after the LSTM:
+    through a linear head an added embedding could only act as a per-ticker intercept, whereas at
+    the input it lets the shared recurrence condition on which stock it is reading. It starts near
+    zero, so the model begins fully pooled and only tells tickers apart where that pays off.
+    """
+
+    def __init__(
+        self,
+        n_tickers: int,
+        n_features: int,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        *,
+        ticker_embedding: bool = True,
+        embedding_size: int = 4,
+    ) -> None:
+        super().__init__()
+        if ticker_embedding:
+            self.ticker_embedding = nn.Parameter(torch.empty(n_tickers, embedding_size))
+            nn.init.normal_(self.ticker_embedding, std=0.02)
+        else:
+            self.register_parameter("ticker_embedding", None)
+        extra = embedding_size if ticker_embedding else 0
+        self.lstm = _lstm(n_features + extra, hidden_size, num_layers, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq_len, n_tickers, _ = x.shape
+        if self.ticker_embedding is not None:
+            x = torch.cat([x, self.ticker_embedding.expand(batch, seq_len, -1, -1)], dim=-1)
+        per_ticker = x.permute(0, 2, 1, 3).reshape(batch * n_tickers, seq_len, -1)
+        out, _ = self.lstm(per_ticker)  # (batch * tickers, seq, hidden)
+        return self.head(self.dropout(out[:, -1])).reshape(batch, n_tickers)
+
+
 _CLASSES: dict[str, type[nn.Module]] = {
     "lstm": FlatLSTM,
     "lstm_attention": TemporalAttentionLSTM,
     "ticker_attention": TickerAttentionLSTM,
+    "pooled_lstm": PooledLSTM,
 }
+ARCHITECTURES = tuple(_CLASSES)
 
 
 def build_model(

@@ -1,4 +1,4 @@
-"""Hyperparameter search (Optuna) and the final fit, on the compact training sets of `evaluation`.
+"""Hyperparameter search with Optuna on the compact training sets of `datasets`.
 
 The objective is the validation loss only (never the holdout); the pruner is fed every epoch's
 validation loss; the study lives in relational storage so it can resume or run several workers.
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ARCHITECTURES = ("lstm", "lstm_attention", "ticker_attention")
+from stock_assets.lib.models import ARCHITECTURES
+from stock_assets.lib.training import LOSSES, fit_model
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class SearchSpace:
     learning_rate: tuple[float, float] = (3e-4, 3e-3)
     batch_sizes: tuple[int, ...] = (32, 64)
     sequence_lengths: tuple[int, ...] = (10, 20)
+    losses: tuple[str, ...] = LOSSES  # training losses; the objective stays validation MSE
 
     @property
     def max_sequence_length(self) -> int:
@@ -47,34 +49,8 @@ def suggest_params(trial, space: SearchSpace) -> dict:
         "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
         "batch_size": trial.suggest_categorical("batch_size", list(space.batch_sizes)),
         "sequence_length": trial.suggest_categorical("sequence_length", list(space.sequence_lengths)),
+        "loss": trial.suggest_categorical("loss", list(space.losses)),
     }
-
-
-def fit_model(arrays: dict[str, np.ndarray], params: dict, budget: SearchBudget, on_epoch: Callable | None = None):
-    """Train one model with `params` on the train part, early-stopped on the validation part."""
-    from stock_assets.lib.datasets import WindowDataset
-    from stock_assets.lib.models import build_model
-    from stock_assets.lib.training import set_seeds, train_model
-
-    set_seeds(budget.seed)  # before building: weight initialisation is part of reproducibility
-    seq = int(params["sequence_length"])
-    n_tickers, n_features = arrays["scaled_features"].shape[1:]
-    model = build_model(
-        params["architecture"], n_tickers, n_features, int(params["hidden_size"]), int(params["num_layers"]), float(params["dropout"])
-    )
-    train = WindowDataset(arrays["scaled_features"], arrays["scaled_targets"], arrays["train"], seq)
-    validation = WindowDataset(arrays["scaled_features"], arrays["scaled_targets"], arrays["validation"], seq)
-    return train_model(
-        model,
-        train,
-        validation,
-        learning_rate=float(params["learning_rate"]),
-        batch_size=int(params["batch_size"]),
-        max_epochs=budget.max_epochs,
-        patience=budget.patience,
-        seed=budget.seed,
-        on_epoch=on_epoch,
-    )
 
 
 def run_study(
@@ -109,7 +85,9 @@ def run_study(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} (val loss {val_loss:.4f})")
 
-        result = fit_model(arrays, params, budget, on_epoch=report)
+        result = fit_model(
+            arrays, params, max_epochs=budget.max_epochs, patience=budget.patience, seed=budget.seed, on_epoch=report
+        )
         trial.set_user_attr("best_epoch", result.best_epoch)
         return result.best_val_loss
 
@@ -117,7 +95,9 @@ def run_study(
         callbacks = [lambda study, trial: on_trial(trial)] if on_trial else []
         study.optimize(objective, n_trials=remaining, timeout=budget.timeout_seconds, callbacks=callbacks)
     if not [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]:
-        raise RuntimeError(f"study {study_name}: no trial completed (all pruned or failed); raise n_trials or max_epochs")
+        raise RuntimeError(
+            f"study {study_name}: no trial completed (all pruned or failed); raise n_trials or max_epochs"
+        )
     return study
 
 

@@ -1,8 +1,8 @@
-"""Seeded, early-stopped training that returns the best epoch's weights (SPEC §8, §17 flaw 2).
+"""Seeded, early-stopped training that returns the best epoch's weights, the final fit, and the
+shrinkage that calibrates a model's forecasts towards persistence.
 
-The old design "kept" the best epoch by holding a reference to a state_dict whose tensors kept
-changing, so the last epoch shipped. Here the best weights are cloned tensors, loaded back into
-the model before it is returned.
+The best weights are cloned tensors, loaded back into the model before it is returned: holding a
+reference to a live state_dict would silently ship the last epoch instead.
 """
 
 from __future__ import annotations
@@ -17,8 +17,18 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from stock_assets.lib.datasets import WindowDataset
+from stock_assets.lib.models import build_model
 
 EpochCallback = Callable[[int, float, float], None]
+
+# Training losses on scaled targets. Huber's delta of 1 is one target standard deviation: squared
+# for ordinary days, linear for the fat-tailed ones that would otherwise dominate the gradient.
+_LOSS_FUNCTIONS: dict[str, Callable[[], nn.Module]] = {
+    "mse": nn.MSELoss,
+    "huber": lambda: nn.HuberLoss(delta=1.0),
+    "mae": nn.L1Loss,
+}
+LOSSES = tuple(_LOSS_FUNCTIONS)
 
 
 def set_seeds(seed: int) -> None:
@@ -37,8 +47,8 @@ def choose_device() -> torch.device:
 class TrainResult:
     model: nn.Module  # on CPU, eval mode, best epoch's weights
     best_epoch: int  # 1-based
-    best_val_loss: float
-    history: list[dict] = field(default_factory=list)  # per epoch: epoch, train_loss, val_loss
+    best_val_loss: float  # validation MSE (scaled) of the restored best epoch
+    history: list[dict] = field(default_factory=list)  # per epoch: epoch, train_loss (chosen loss), val_loss (MSE)
     stopped_early: bool = False
 
 
@@ -57,6 +67,7 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
+    """Mean squared error over all scaled targets, whatever the training loss, so runs compare."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -79,27 +90,35 @@ def train_model(
     seed: int,
     on_epoch: EpochCallback | None = None,
     device: torch.device | None = None,
-    weight_decay: float = 0.0,
     grad_clip: float | None = 1.0,
+    loss: str = "mse",
 ) -> TrainResult:
-    """Adam on MSE of scaled targets with early stopping on validation loss.
+    """Adam on `loss` (one of LOSSES) of scaled targets with early stopping on validation loss.
+
+    The validation loss is always MSE of scaled targets, whatever the training loss: early stopping,
+    `best_val_loss` and the search objective then compare trials trained on different losses on one
+    scale. `train_loss` in the history is the chosen training loss.
 
     `on_epoch(epoch, train_loss, val_loss)` runs after every epoch; exceptions it raises (e.g. an
     Optuna prune) propagate. A non-finite loss stops training and keeps the best finite epoch;
     if no epoch was finite, FloatingPointError is raised.
     """
+    if loss not in _LOSS_FUNCTIONS:
+        raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
     if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(f"empty dataset: {len(train_set)} train, {len(val_set)} validation samples")
     if max_epochs < 1 or patience < 1 or batch_size < 1:
-        raise ValueError(f"max_epochs, patience and batch_size must be >= 1, got {max_epochs}, {patience}, {batch_size}")
+        raise ValueError(
+            f"max_epochs, patience and batch_size must be >= 1, got {max_epochs}, {patience}, {batch_size}"
+        )
     set_seeds(seed)
     device = device or choose_device()
     model.to(device)
     generator = torch.Generator().manual_seed(seed)
     train_loader = _loader(train_set, batch_size, generator)
     val_loader = _loader(val_set, max(batch_size, 256), None)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    loss_fn = nn.MSELoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    loss_fn = _LOSS_FUNCTIONS[loss]()
 
     best_state, best_epoch, best_val = None, 0, float("inf")
     history: list[dict] = []
@@ -110,12 +129,12 @@ def train_model(
         for x, y in train_loader:
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
+            batch_loss = loss_fn(model(x), y)
+            batch_loss.backward()
             if grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-            total += float(loss.detach()) * len(y)
+            total += float(batch_loss.detach()) * len(y)
             count += len(y)
         train_loss, val_loss = total / count, _evaluate(model, val_loader, device)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
@@ -138,7 +157,9 @@ def train_model(
     return TrainResult(model, best_epoch, best_val, history, stopped_early)
 
 
-def predict(model: nn.Module, dataset_or_array: Dataset | np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+def predict(
+    model: nn.Module, dataset_or_array: Dataset | np.ndarray | torch.Tensor, batch_size: int = 256
+) -> np.ndarray:
     """Scaled predictions (n, n_tickers) for a dataset of (x, y) items or an (n, seq, T, F) array.
 
     Works for exported programs' modules too (they refuse .eval(); they have no dropout state).
@@ -161,3 +182,65 @@ def predict(model: nn.Module, dataset_or_array: Dataset | np.ndarray | torch.Ten
     if not outputs:
         raise ValueError("nothing to predict: empty input")
     return np.concatenate(outputs).astype(np.float64)
+
+
+def fit_model(
+    arrays: dict[str, np.ndarray],
+    params: dict,
+    *,
+    max_epochs: int,
+    patience: int,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Build the model `params` describe and train it on the train part, early-stopped on validation.
+
+    `params["loss"]` picks the training loss (default "mse"); validation stays MSE.
+    """
+    set_seeds(seed)  # before building: weight initialisation is part of reproducibility
+    seq = int(params["sequence_length"])
+    n_tickers, n_features = arrays["scaled_features"].shape[1:]
+    model = build_model(
+        params["architecture"],
+        n_tickers,
+        n_features,
+        int(params["hidden_size"]),
+        int(params["num_layers"]),
+        float(params["dropout"]),
+    )
+    train = WindowDataset(arrays["scaled_features"], arrays["scaled_targets"], arrays["train"], seq)
+    validation = WindowDataset(arrays["scaled_features"], arrays["scaled_targets"], arrays["validation"], seq)
+    return train_model(
+        model,
+        train,
+        validation,
+        learning_rate=float(params["learning_rate"]),
+        batch_size=int(params["batch_size"]),
+        max_epochs=max_epochs,
+        patience=patience,
+        seed=seed,
+        on_epoch=on_epoch,
+        loss=str(params.get("loss", "mse")),
+    )
+
+
+def calibrate_shrinkage(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """The factor a in [0, 1] for which a * predicted has the least squared error against actual.
+
+    Meant for log returns on the validation part: a = 0 is the persistence forecast (tomorrow's
+    close = today's), a = 1 keeps the model as is, so a model without signal shrinks to the
+    baseline instead of losing to it. Closed form <p, y> / <p, p>, clipped. Pairs with a NaN are
+    dropped; with nothing left, an infinite value or <p, p> == 0 the answer is 0 (persistence).
+    """
+    p = np.asarray(predicted, dtype=np.float64)
+    y = np.asarray(actual, dtype=np.float64)
+    if p.shape != y.shape:
+        raise ValueError(f"predicted {p.shape} and actual {y.shape} must have the same shape")
+    keep = ~(np.isnan(p) | np.isnan(y))
+    p, y = p[keep], y[keep]
+    if p.size == 0 or not (np.isfinite(p).all() and np.isfinite(y).all()):
+        return 0.0
+    power, covariance = float(p @ p), float(p @ y)
+    if not (np.isfinite(power) and np.isfinite(covariance)) or power == 0.0:
+        return 0.0
+    return float(np.clip(covariance / power, 0.0, 1.0))

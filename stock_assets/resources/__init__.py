@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+from stock_assets.resources.basket import BasketResource
 from stock_assets.resources.io_managers import ObjectIOManager, TableIOManager
 from stock_assets.resources.model_registry import ModelRegistryResource
 from stock_assets.resources.optuna_storage import OptunaStorageResource
+from stock_assets.resources.policies import MonitoringPolicyResource, PromotionPolicyResource
 from stock_assets.resources.price_source import PriceSourceResource
-from stock_assets.resources.promotion_policy import PromotionPolicyResource
 from stock_assets.resources.warehouse import WarehouseResource
 from stock_assets.settings import Settings
 
 
 def build_resources(settings: Settings) -> dict:
+    monitoring, training = settings.monitoring, settings.training
     return {
+        "basket": BasketResource(tickers=list(settings.tickers), start_date=settings.start_date.isoformat()),
         "price_source": PriceSourceResource(
             source=settings.source,
-            tickers=list(settings.tickers),
             csv_path=str(settings.csv_path) if settings.csv_path else None,
             yfinance_timeout_seconds=settings.yfinance.timeout_seconds,
             yfinance_max_retries=settings.yfinance.max_retries,
             yfinance_backoff_seconds=settings.yfinance.backoff_seconds,
+            max_abs_log_return=settings.max_abs_log_return,
+            accepted_moves=[[ticker, day.isoformat()] for ticker, day in settings.accepted_moves],
         ),
         "warehouse": WarehouseResource(database_url=settings.warehouse_url),
         "table_io_manager": TableIOManager(database_url=settings.warehouse_url),
@@ -32,8 +36,6 @@ def build_resources(settings: Settings) -> dict:
             http_max_retries=settings.mlflow_http_max_retries,
         ),
         "optuna_storage": OptunaStorageResource(url=settings.optuna_url),
-        "promotion_policy": PromotionPolicyResource(
-            max_mae_ratio_to_persistence=settings.training.max_mae_ratio_to_persistence,
-            min_improvement_over_champion=settings.training.min_improvement_over_champion,
-        ),
+        "promotion_policy": PromotionPolicyResource(alpha=training.gate_alpha),
+        "monitoring_policy": MonitoringPolicyResource(**monitoring.model_dump()),
     }

@@ -50,7 +50,9 @@ class TableIOManager(ConfigurableIOManager):
             if require_all:
                 raise MissingPartitionsError(f"{table_name(context)}: no upstream partitions to load")
             return pd.DataFrame()
-        return get_warehouse(self.database_url).read_partitions(table_name(context), partition_column, keys, require_all)
+        return get_warehouse(self.database_url).read_partitions(
+            table_name(context), partition_column, keys, require_all
+        )
 
 
 class ObjectIOManager(ConfigurableIOManager):

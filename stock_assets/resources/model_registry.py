@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from dagster import ConfigurableResource
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-PROMOTED_FOR = "promoted_for_partition"
-PROMOTED_AT = "promoted_at"
 PREPROCESSING_FILE = "preprocessing.json"
+PIP_REQUIREMENTS = ["torch==2.13.0", "numpy"]
 
 
 class ModelRegistryUnavailableError(RuntimeError):
@@ -33,6 +32,11 @@ class ModelRef:
     version: str
     run_id: str
     partition: str | None = None
+    kind: str | None = None  # "persistence", "drift" or an LSTM architecture
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version} ({self.kind or 'model'})"
 
     @property
     def uri(self) -> str:
@@ -104,7 +108,7 @@ class ModelRegistryResource(ConfigurableResource):
         else:
             run = mlflow.start_run(
                 experiment_id=experiment_id,
-                run_name=f"retrain-{partition}",
+                run_name=f"{job_name}-{partition}",
                 tags={
                     "dagster_run_id": dagster_run_id,
                     "dagster_partition": partition,
@@ -120,6 +124,35 @@ class ModelRegistryResource(ConfigurableResource):
         else:
             mlflow.end_run(status="FINISHED")
 
+    def log_model(self, model, preprocessing: dict, input_example, partition: str, dagster_run_id: str) -> ModelRef:
+        """Log `model` (pt2) with its preprocessing JSON into the active MLflow run and register it.
+
+        LSTMs and baselines go through here alike, so every served model loads the same way."""
+        self.activate()
+        import mlflow
+        import mlflow.pytorch
+
+        mlflow.log_dict(preprocessing, PREPROCESSING_FILE)
+        info = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            input_example=input_example,  # batch >= 2 keeps the exported batch dimension dynamic
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name=self.model_name,
+            serialization_format="pt2",
+        )
+        version = str(info.registered_model_version)
+        client = self.client()
+        tags = {
+            "trained_for_partition": partition,
+            "dagster_run_id": dagster_run_id,
+            "model_kind": preprocessing["kind"],
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(self.model_name, version, key, value)
+        run_id = mlflow.active_run().info.run_id
+        return ModelRef(self.model_name, version, run_id, partition, preprocessing["kind"])
+
     def run_url(self, run_id: str) -> str:
         if self.tracking_uri.startswith("http"):
             return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id()}/runs/{run_id}"
@@ -133,7 +166,10 @@ class ModelRegistryResource(ConfigurableResource):
             mv = self.client().get_model_version_by_alias(self.model_name, alias)
         except MlflowException:
             return None
-        return ModelRef(self.model_name, str(mv.version), mv.run_id, (mv.tags or {}).get("trained_for_partition"))
+        tags = mv.tags or {}
+        return ModelRef(
+            self.model_name, str(mv.version), mv.run_id, tags.get("trained_for_partition"), tags.get("model_kind")
+        )
 
     def promotions(self) -> list[dict]:
         """Every promotion recorded on version tags, oldest first."""
@@ -146,8 +182,11 @@ class ModelRegistryResource(ConfigurableResource):
             return []
         history = []
         for mv in versions:
-            for entry in json.loads((mv.tags or {}).get("promotion_history", "[]")):
-                history.append({"version": str(mv.version), "run_id": mv.run_id, **entry})
+            tags = mv.tags or {}
+            for entry in json.loads(tags.get("promotion_history", "[]")):
+                history.append(
+                    {"version": str(mv.version), "run_id": mv.run_id, "kind": tags.get("model_kind"), **entry}
+                )
         return sorted(history, key=lambda h: (h["partition"], h["promoted_at"]))
 
     def champion_as_of(self, partition: str) -> ModelRef | None:
@@ -156,7 +195,7 @@ class ModelRegistryResource(ConfigurableResource):
         if not eligible:
             return None
         last = eligible[-1]
-        return ModelRef(self.model_name, str(last["version"]), last["run_id"], last["partition"])
+        return ModelRef(self.model_name, str(last["version"]), last["run_id"], last["partition"], last.get("kind"))
 
     def promote(self, version: str, partition: str, dagster_run_id: str) -> dict:
         """Move alias `champion` to `version` and append the promotion to its tag history."""
@@ -169,8 +208,6 @@ class ModelRegistryResource(ConfigurableResource):
         }
         history = json.loads((mv.tags or {}).get("promotion_history", "[]")) + [entry]
         client.set_model_version_tag(self.model_name, str(version), "promotion_history", json.dumps(history))
-        client.set_model_version_tag(self.model_name, str(version), PROMOTED_FOR, partition)
-        client.set_model_version_tag(self.model_name, str(version), PROMOTED_AT, entry["promoted_at"])
         client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
         return entry
 

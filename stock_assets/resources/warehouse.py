@@ -131,7 +131,9 @@ class Warehouse:
         keys = sorted(partition_keys)
         outside = set(frame[partition_column]) - set(keys) if len(frame) else set()
         if outside:
-            raise WarehouseError(f"table {table}: rows for partitions {sorted(outside)[:3]} outside this write {keys[0]}..{keys[-1]}")
+            raise WarehouseError(
+                f"table {table}: rows for partitions {sorted(outside)[:3]} outside this write {keys[0]}..{keys[-1]}"
+            )
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         counts = frame[partition_column].value_counts().to_dict() if len(frame) else {}
         try:
@@ -148,15 +150,22 @@ class Warehouse:
                         conn.execute(target.insert(), _records(frame))
                 conn.execute(
                     ledger.delete().where(
-                        ledger.c.table_name == table, ledger.c.partition_key >= keys[0], ledger.c.partition_key <= keys[-1]
+                        ledger.c.table_name == table,
+                        ledger.c.partition_key >= keys[0],
+                        ledger.c.partition_key <= keys[-1],
                     )
                 )
                 conn.execute(
                     ledger.insert(),
-                    [{"table_name": table, "partition_key": k, "row_count": int(counts.get(k, 0)), "written_at": now} for k in keys],
+                    [
+                        {"table_name": table, "partition_key": k, "row_count": int(counts.get(k, 0)), "written_at": now}
+                        for k in keys
+                    ],
                 )
         except sa.exc.OperationalError as exc:
-            raise WarehouseError(f"warehouse {self.safe_url} unreachable or locked while writing {table}: {exc.orig}") from exc
+            raise WarehouseError(
+                f"warehouse {self.safe_url} unreachable or locked while writing {table}: {exc.orig}"
+            ) from exc
         except sa.exc.IntegrityError as exc:
             raise WarehouseError(f"table {table}: write rejected, previous rows kept ({exc.orig})") from exc
         return len(frame)
@@ -183,7 +192,9 @@ class Warehouse:
             )
             return {k: n for k, n in rows}
 
-    def read_partitions(self, table: str, partition_column: str, keys: Sequence[str], require_all: bool = True) -> pd.DataFrame:
+    def read_partitions(
+        self, table: str, partition_column: str, keys: Sequence[str], require_all: bool = True
+    ) -> pd.DataFrame:
         """All rows of `keys` (a contiguous range) in one query; missing partitions are an error."""
         keys = sorted(keys)
         if not keys:
@@ -193,8 +204,8 @@ class Warehouse:
             missing = [k for k in keys if k not in stored]
             if missing:
                 raise MissingPartitionsError(
-                    f"{table}: {len(missing)} of {len(keys)} needed partition(s) not materialized: {key_ranges(missing)}. "
-                    f"Materialize (backfill) {table} for that range first."
+                    f"{table}: {len(missing)} of {len(keys)} needed partition(s) not materialized: "
+                    f"{key_ranges(missing)}. Materialize (backfill) {table} for that range first."
                 )
         return self.read_range(table, partition_column, keys[0], keys[-1])
 

@@ -107,12 +107,14 @@ class Postgres:
 
     def locks_of(self, url: str, pid: int) -> set[tuple[str, str]]:
         """(table, mode) locks granted to backend `pid` on tables of `url`'s database."""
-        return set(self.rows(
-            url,
-            "SELECT c.relname::text, l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-            "WHERE l.pid = :pid AND l.granted",
-            pid=pid,
-        ))  # fmt: skip
+        return set(
+            self.rows(
+                url,
+                "SELECT c.relname::text, l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE l.pid = :pid AND l.granted",
+                pid=pid,
+            )
+        )
 
     @contextlib.contextmanager
     def transaction(self, url: str):
@@ -188,16 +190,23 @@ class MlflowServer:
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
         cmd = [
-            MLFLOW_EXE, "server",
-            "--backend-store-uri", self.backend_uri,
-            "--artifacts-destination", str(self.artifacts),
+            MLFLOW_EXE,
+            "server",
+            "--backend-store-uri",
+            self.backend_uri,
+            "--artifacts-destination",
+            str(self.artifacts),
             "--serve-artifacts",
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--workers", "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
             # MLflow >= 3.5 rejects unexpected Host headers (DNS-rebinding guard).
-            "--allowed-hosts", f"127.0.0.1:{self.port},127.0.0.1,localhost:{self.port},localhost",
-        ]  # fmt: skip
+            "--allowed-hosts",
+            f"127.0.0.1:{self.port},127.0.0.1,localhost:{self.port},localhost",
+        ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env, start_new_session=True
@@ -288,7 +297,7 @@ class Stack:
 
 @pytest.fixture
 def postgres_stack(postgres, pg_instance, mlflow_server, settings) -> Stack:
-    from stock_assets.definitions import build_definitions
+    from stock_assets.defs import build_definitions
 
     urls = {
         "warehouse": postgres.create("warehouse"),
@@ -297,7 +306,11 @@ def postgres_stack(postgres, pg_instance, mlflow_server, settings) -> Stack:
         "dagster": pg_instance.run_storage.postgres_url,  # the database dagster.yaml resolved to
     }
     deployed = settings.model_copy(
-        update={"database_url": urls["warehouse"], "optuna_storage": urls["optuna"], "mlflow_tracking_uri": mlflow_server.url}
+        update={
+            "database_url": urls["warehouse"],
+            "optuna_storage": urls["optuna"],
+            "mlflow_tracking_uri": mlflow_server.url,
+        }
     )
     return Stack(deployed, build_definitions(deployed), pg_instance, mlflow_server, postgres, urls)
 
@@ -309,11 +322,14 @@ def seed_history(settings, first: str, last: str) -> dict[str, int]:
     ledger included, keyed as the IO manager keys them). Returns {table: rows written}."""
     from dagster import PartitionKeyRange, build_asset_context
 
-    from stock_assets.defs.features.assets import processed_features
-    from stock_assets.defs.ingestion.assets import RawPricesConfig, raw_prices
+    from stock_assets.defs.ingestion.config import build_raw_prices_config
     from stock_assets.partitions import session_keys
     from stock_assets.resources import build_resources
     from stock_assets.resources.warehouse import get_warehouse
+    from stock_assets_tests.helpers import assets_of
+
+    raw_prices, processed_features = assets_of(settings, "raw_prices", "processed_features")
+    config = build_raw_prices_config(settings)(overlap_sessions=0)
 
     resources = build_resources(settings)
     keys = session_keys(first, last)
@@ -321,9 +337,16 @@ def seed_history(settings, first: str, last: str) -> dict[str, int]:
     def context():
         return build_asset_context(partition_key_range=PartitionKeyRange(first, last))
 
-    prices = raw_prices(context(), config=RawPricesConfig(overlap_sessions=0), price_source=resources["price_source"],
-                        warehouse=resources["warehouse"])  # fmt: skip
-    features = processed_features(context(), raw_prices=prices, price_source=resources["price_source"])
+    prices = raw_prices(
+        context(),
+        config=config,
+        basket=resources["basket"],
+        price_source=resources["price_source"],
+        warehouse=resources["warehouse"],
+    )
+    features = processed_features(
+        context(), raw_prices=prices, basket=resources["basket"], price_source=resources["price_source"]
+    )
     written = {}
     for assets_def, frame in ((raw_prices, prices), (processed_features, features)):
         meta = assets_def.metadata_by_key[assets_def.key]

@@ -1,13 +1,15 @@
 import datetime as dt
 
+import exchange_calendars
 import pytest
 
 from stock_assets.lib import calendar
 
+CLOSURES = ["2024-12-25", "2024-07-04", "2023-11-23", "2001-09-11", "2001-09-14", "2012-10-29", "2012-10-30"]
+CLOSURES += ["2025-01-09", "1980-01-01"]
 
-@pytest.mark.parametrize(
-    "day", ["2024-12-25", "2024-07-04", "2023-11-23", "2001-09-11", "2001-09-14", "2012-10-29", "2012-10-30", "2025-01-09"]
-)
+
+@pytest.mark.parametrize("day", CLOSURES)
 def test_holidays_and_special_closures_are_not_sessions(day):
     assert not calendar.is_session(day)
     assert day not in {d.isoformat() for d in calendar.sessions_between("2000-01-03", "2026-01-01")}
@@ -23,3 +25,31 @@ def test_friday_to_monday_and_holiday_skips():
     assert calendar.offset_session("2024-06-17", -1) == dt.date(2024, 6, 14)
     with pytest.raises(ValueError, match="not an XNYS trading session"):
         calendar.offset_session("2024-06-15", 1)
+
+
+def test_history_back_to_1980():
+    first = exchange_calendars.get_calendar(calendar.EXCHANGE, start=calendar.CALENDAR_START).first_session
+    assert first.date() == calendar.EARLIEST_SESSION == calendar.sessions_between("1980-01-01", "1980-01-10")[0]
+    assert calendar.is_session("1985-01-02") and calendar.is_session("1987-10-19")  # Black Monday traded
+    for closed in ["1980-11-04", "1985-09-27", "1994-04-27"]:  # election day, hurricane Gloria, Nixon's funeral
+        assert not calendar.is_session(closed)
+    assert calendar.previous_session("1985-01-02") == dt.date(1984, 12, 31)
+    assert calendar.offset_session("1985-01-02", -1) == dt.date(1984, 12, 31)
+    assert dt.date(1985, 9, 27) in calendar.weekday_closures("1985-01-01")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: calendar.is_session("1979-12-31"),
+        lambda: calendar.sessions_between("1979-12-31", "1980-01-10"),
+        lambda: calendar.is_session(dt.date(1900, 1, 2)),
+        lambda: calendar.next_session("1979-06-01"),
+        lambda: calendar.previous_session(calendar.EARLIEST_SESSION),
+        lambda: calendar.offset_session(calendar.EARLIEST_SESSION, -1),
+        lambda: calendar.weekday_closures("1975-01-01"),
+    ],
+)
+def test_dates_before_the_calendar_say_so(call):
+    with pytest.raises(calendar.CalendarRangeError, match="1980-01-02"):
+        call()

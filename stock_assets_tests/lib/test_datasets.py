@@ -11,15 +11,17 @@ from stock_assets.lib.datasets import (
     WindowDataset,
     apply_scaler,
     build_panel,
+    build_training_sets,
     chronological_split,
+    cut_windows,
     fit_scaler,
     minimum_sessions,
     next_session_log_returns,
     predicted_close,
     scale_targets,
     unscale_predictions,
-    window_at,
 )
+from stock_assets.lib.evaluation import score_on_sessions
 
 COLUMNS = ["f_index", "f_noise", "f_const"]
 TICKERS = ["BBB", "AAA"]  # deliberately not alphabetical: the given order must be kept
@@ -144,7 +146,9 @@ def test_split_with_too_few_sessions_names_the_minimum():
     need = minimum_sessions(10, min_samples=5)
     assert need == 3 * 10 + 3 * 5
     chronological_split(need, 10)
-    with pytest.raises(ValueError, match=rf"{need - 1} sessions are too few for sequence_length=10: need at least {need}"):
+    with pytest.raises(
+        ValueError, match=rf"{need - 1} sessions are too few for sequence_length=10: need at least {need}"
+    ):
         chronological_split(need - 1, 10)
     assert minimum_sessions(10, min_samples=8) == 54
     with pytest.raises(ValueError, match="fractions"):
@@ -226,17 +230,46 @@ def test_window_dataset_slices_on_demand_from_one_array():
         WindowDataset(features, targets, [4], seq)
 
 
-def test_window_at_serves_the_last_window():
+def test_cut_windows_serves_any_ends_including_the_last_window():
     features = np.arange(20 * 2 * 1, dtype=np.float32).reshape(20, 2, 1)
-    w = window_at(features, -1, 5)
+    w = cut_windows(features, [-1], 5)
     assert w.shape == (1, 5, 2, 1) and w.dtype == np.float32
     np.testing.assert_array_equal(w[0], features[15:20])
-    np.testing.assert_array_equal(window_at(features, 4, 5)[0], features[0:5])
-    with pytest.raises(ValueError, match="does not fit"):
-        window_at(features, 3, 5)
+    both = cut_windows(features, [4, 19], 5)
+    np.testing.assert_array_equal(both[0], features[0:5])
+    np.testing.assert_array_equal(both[1], features[15:20])
+    with pytest.raises(ValueError, match="must end in"):
+        cut_windows(features, [3], 5)
 
 
 def test_split_dataclass_is_frozen():
     split = Split(np.arange(3), np.arange(3), np.arange(3))
     with pytest.raises(AttributeError):
         split.train = np.arange(2)  # type: ignore[misc]
+
+
+def _long(dates, tickers, close):
+    rows = [
+        {"date": d, "ticker": t, "f1": float(i), "adj_close": close[i][j]}
+        for i, d in enumerate(dates)
+        for j, t in enumerate(tickers)
+    ]
+    frame = pd.DataFrame(rows)
+    return frame[["date", "ticker", "f1"]], frame[["date", "ticker", "adj_close"]]
+
+
+def test_training_sets_keep_the_last_window_and_score_the_exact_next_session():
+    dates = [f"2020-{m:02d}-{d:02d}" for m in range(1, 13) for d in range(1, 29)][:200]
+    close = np.exp(np.cumsum(np.full((200, 2), 0.01), axis=0)) * 100
+    features, prices = _long(dates, ["A", "B"], close)
+    scaler, arrays = build_training_sets(
+        features, prices, ["A", "B"], ["f1"], training_window=160, max_sequence_length=10
+    )
+    assert len(arrays["dates"]) == 160 and arrays["dates"][-1] == dates[-1]
+    assert arrays["holdout"].max() == 158  # the last session (no next close) is never a sample
+    ends = arrays["holdout"]
+    perfect = np.log(arrays["close"][ends + 1] / arrays["close"][ends])
+    assert score_on_sessions(perfect, arrays, ends)["mae"] == pytest.approx(0.0, abs=1e-9)
+    persistence = score_on_sessions(None, arrays, ends)
+    assert persistence["directional_accuracy"] == 0.0  # flat forecast vs a rising series
+    assert scaler["parts"]["holdout"]["last"] == dates[-2] and scaler["fitted_sessions"]["first"] == arrays["dates"][0]

@@ -1,49 +1,58 @@
+"""The promotion gate on synthetic loss streams: better is promoted, equal and worse are rejected."""
+
 import numpy as np
-import pandas as pd
-import pytest
 
-from stock_assets.lib.evaluation import build_training_sets, gate_decision, score_on_sessions
+from stock_assets.lib.evaluation import gate_decision
 
-C = {"mae": 1.0}
-P = {"mae": 1.2}
+RNG = np.random.default_rng(11)
+SESSIONS, TICKERS = 220, 4
 
 
-def test_gate_passes_without_champion_within_the_persistence_bound():
-    passed, summary = gate_decision({"mae": 1.25}, None, P, max_ratio=1.05)
-    assert passed and "no champion yet" in summary and "skill -0.042" in summary
+def losses(scale=1.0, base=None, noise=0.3):
+    """Absolute-error-like losses (sessions, tickers) sharing a market factor across tickers."""
+    if base is None:
+        market = RNG.gamma(2.0, 0.5, size=(SESSIONS, 1))
+        base = market * RNG.gamma(4.0, 0.25, size=(SESSIONS, TICKERS))
+    return base * scale * np.exp(RNG.normal(0, noise, size=base.shape) * 0.1), base
 
 
-def test_gate_requires_a_real_improvement_over_the_champion():
-    assert not gate_decision({"mae": 1.0}, C, P, 1.05)[0]  # a tie is no promotion
-    assert not gate_decision({"mae": 0.9995}, C, P, 1.05, min_improvement=0.001)[0]
-    assert gate_decision({"mae": 0.998}, C, P, 1.05, min_improvement=0.001)[0]
-    passed, summary = gate_decision({"mae": 1.3}, C, P, 1.05)
-    assert not passed
-    assert "is not below champion MAE 1.0000" in summary and "exceeds 1.05 x persistence MAE 1.2000 = 1.2600" in summary
+def test_a_clearly_better_candidate_is_promoted_with_a_small_p_value():
+    persistence, base = losses()
+    candidate, _ = losses(0.9, base)
+    verdict = gate_decision(candidate, None, persistence, alpha=0.10)
+    assert verdict.passed and verdict.p_value < 0.01 and verdict.n_sessions == SESSIONS
+    assert verdict.verdict.startswith("promoted (MAE candidate")
+    assert np.isnan(verdict.champion_mae)
 
 
-def test_gate_rejects_non_finite_candidates():
-    assert not gate_decision({"mae": float("nan")}, None, P, 1.05)[0]
+def test_an_equal_candidate_is_rejected_with_its_p_value():
+    persistence, base = losses()
+    candidate, _ = losses(1.0, base)
+    verdict = gate_decision(candidate, persistence, persistence, alpha=0.10)
+    assert not verdict.passed
+    assert "rejected" in verdict.verdict and f"p={verdict.p_value:.3f}" in verdict.verdict
 
 
-def _long(dates, tickers, close):
-    rows = [{"date": d, "ticker": t, "f1": float(i), "adj_close": close[i][j]} for i, d in enumerate(dates) for j, t in enumerate(tickers)]
-    frame = pd.DataFrame(rows)
-    return frame[["date", "ticker", "f1"]], frame[["date", "ticker", "adj_close"]]
+def test_a_worse_candidate_is_rejected_and_names_the_rivals_it_lost_to():
+    persistence, base = losses()
+    champion, _ = losses(0.95, base)
+    candidate, _ = losses(1.05, base)
+    verdict = gate_decision(candidate, champion, persistence, alpha=0.10)
+    assert not verdict.passed and verdict.p_value > 0.9
+    assert "MAE not below persistence's" in verdict.verdict and "MAE not below champion's" in verdict.verdict
+    assert verdict.champion_mae < verdict.persistence_mae < verdict.candidate_mae
 
 
-def test_training_sets_keep_the_last_window_and_score_the_exact_next_session():
-    dates = [f"2020-{m:02d}-{d:02d}" for m in range(1, 13) for d in range(1, 29)][:200]
-    close = np.exp(np.cumsum(np.full((200, 2), 0.01), axis=0)) * 100
-    features, prices = _long(dates, ["A", "B"], close)
-    scaler, arrays = build_training_sets(features, prices, ["A", "B"], ["f1"], training_window=160, max_sequence_length=10)
-    assert len(arrays["dates"]) == 160 and arrays["dates"][-1] == dates[-1]
-    assert arrays["holdout"].max() == 158  # the last session (no next close) is never a sample
-    ends = arrays["holdout"]
-    perfect = np.log(arrays["close"][ends + 1] / arrays["close"][ends])
-    assert score_on_sessions(perfect, arrays, ends)["mae"] == pytest.approx(0.0, abs=1e-9)
-    persistence = score_on_sessions(None, arrays, ends)
-    assert persistence["directional_accuracy"] == 0.0  # flat forecast vs a rising series
-    with pytest.raises(ValueError, match="re-materialize scalers"):
-        other = dict(scaler, fitted_sessions={"first": "1999-01-01", "last": "1999-06-01"})
-        build_training_sets(features, prices, ["A", "B"], ["f1"], 160, 10, scaler=other)
+def test_beating_a_weak_champion_is_not_enough_when_persistence_is_stronger():
+    persistence, base = losses()
+    champion, _ = losses(1.2, base)
+    candidate, _ = losses(1.05, base)
+    verdict = gate_decision(candidate, champion, persistence, alpha=0.10)
+    assert not verdict.passed and "MAE not below persistence's" in verdict.verdict
+    assert "DM vs persistence" in verdict.verdict  # the stronger rival is the one reported
+
+
+def test_non_finite_candidates_are_rejected():
+    persistence, _ = losses()
+    verdict = gate_decision(np.full_like(persistence, np.nan), None, persistence, alpha=0.10)
+    assert not verdict.passed

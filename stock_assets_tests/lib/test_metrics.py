@@ -3,7 +3,12 @@ import math
 import numpy as np
 import pytest
 
-from stock_assets.lib.metrics import persistence_forecast, pointwise_errors, price_forecast_metrics, skill_vs_persistence
+from stock_assets.lib.metrics import (
+    persistence_forecast,
+    pointwise_errors,
+    price_forecast_metrics,
+    skill_vs_persistence,
+)
 
 ACTUAL = np.array([10.0, 20.0, 30.0, 40.0])
 PREDICTED = np.array([11.0, 18.0, 30.0, 44.0])

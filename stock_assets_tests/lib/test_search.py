@@ -1,10 +1,8 @@
 import numpy as np
 import optuna
 
-from stock_assets.lib.search import SearchBudget, SearchSpace, fit_model, run_study, study_summary
-
-PARAMS = {"architecture": "lstm", "hidden_size": 8, "num_layers": 1, "dropout": 0.1, "learning_rate": 1e-3,
-          "batch_size": 16, "sequence_length": 5}  # fmt: skip
+from stock_assets.lib.search import SearchBudget, SearchSpace, run_study, study_summary, suggest_params
+from stock_assets.lib.training import LOSSES
 
 
 def arrays(n=120, tickers=2, features=3):
@@ -15,13 +13,6 @@ def arrays(n=120, tickers=2, features=3):
         "train": np.arange(9, 80),
         "validation": np.arange(90, 105),
     }
-
-
-def test_fit_is_reproducible_including_weight_initialisation():
-    a = fit_model(arrays(), PARAMS, SearchBudget(1, 0, 2, 2, seed=7))
-    b = fit_model(arrays(), PARAMS, SearchBudget(1, 0, 2, 2, seed=7))
-    c = fit_model(arrays(), PARAMS, SearchBudget(1, 0, 2, 2, seed=8))
-    assert a.history == b.history and a.history != c.history
 
 
 def test_study_resumes_from_storage_and_never_reruns_finished_trials(tmp_path):
@@ -42,3 +33,15 @@ def test_study_resumes_from_storage_and_never_reruns_finished_trials(tmp_path):
     best = more.best_trial
     assert best.value == min(best.intermediate_values.values())
     assert optuna.load_study(study_name="s", storage=storage).best_trial.number == best.number
+    assert {t.params["loss"] for t in more.trials} <= set(LOSSES)
+
+
+def test_loss_is_a_categorical_choice_from_the_space():
+    assert SearchSpace().losses == LOSSES == ("mse", "huber", "mae")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    params = suggest_params(trial, SearchSpace(losses=("huber", "mae")))
+    assert params["loss"] in ("huber", "mae")
+    distribution = trial.distributions["loss"]
+    assert isinstance(distribution, optuna.distributions.CategoricalDistribution)
+    assert distribution.choices == ("huber", "mae")

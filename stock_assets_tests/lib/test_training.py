@@ -3,11 +3,21 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.export import Dim
 
 from stock_assets.lib.datasets import WindowDataset
 from stock_assets.lib.models import build_model
-from stock_assets.lib.training import TrainResult, choose_device, predict, set_seeds, train_model
+from stock_assets.lib.training import (
+    LOSSES,
+    TrainResult,
+    calibrate_shrinkage,
+    choose_device,
+    fit_model,
+    predict,
+    set_seeds,
+    train_model,
+)
 
 SEQ, TICKERS, FEATURES = 4, 2, 3
 
@@ -52,11 +62,19 @@ def test_best_weights_are_restored_not_the_last_epoch():
     train, val = _datasets(val_target=-3.0)
     model = _model()
     snapshots = {}
-    result = _fit(model, train, val, learning_rate=0.05, max_epochs=10, patience=2,
-                  on_epoch=lambda epoch, *_: snapshots.__setitem__(epoch, copy.deepcopy(model.state_dict())))  # fmt: skip
+    result = _fit(
+        model,
+        train,
+        val,
+        learning_rate=0.05,
+        max_epochs=10,
+        patience=2,
+        on_epoch=lambda epoch, *_: snapshots.__setitem__(epoch, copy.deepcopy(model.state_dict())),
+    )
     losses = [h["val_loss"] for h in result.history]
     assert result.best_epoch == int(np.argmin(losses)) + 1 < len(losses)
     assert result.stopped_early and len(losses) == result.best_epoch + 2  # patience 2
+    assert result.best_val_loss == losses[result.best_epoch - 1] < losses[-1]
     final = result.model.state_dict()
     for name, tensor in final.items():
         torch.testing.assert_close(tensor, snapshots[result.best_epoch][name], rtol=0, atol=0)
@@ -114,3 +132,128 @@ def test_device_and_argument_checks():
     train, val = _datasets()
     with pytest.raises(ValueError, match="patience"):
         _fit(_model(), train, val, patience=0)
+
+
+FIT_PARAMS = {
+    "architecture": "lstm",
+    "hidden_size": 8,
+    "num_layers": 1,
+    "dropout": 0.1,
+    "learning_rate": 1e-3,
+    "batch_size": 16,
+    "sequence_length": 5,
+}
+
+
+def _fit_arrays(n=120, tickers=2, features=3):
+    rng = np.random.default_rng(0)
+    return {
+        "scaled_features": rng.normal(size=(n, tickers, features)).astype("float32"),
+        "scaled_targets": rng.normal(size=(n, tickers)).astype("float32"),
+        "train": np.arange(9, 80),
+        "validation": np.arange(90, 105),
+    }
+
+
+def test_fit_is_reproducible_including_weight_initialisation():
+    a = fit_model(_fit_arrays(), FIT_PARAMS, max_epochs=2, patience=2, seed=7)
+    b = fit_model(_fit_arrays(), FIT_PARAMS, max_epochs=2, patience=2, seed=7)
+    c = fit_model(_fit_arrays(), FIT_PARAMS, max_epochs=2, patience=2, seed=8)
+    assert a.history == b.history and a.history != c.history
+
+
+def _stacked(dataset: WindowDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    return dataset[np.arange(len(dataset))]
+
+
+@pytest.mark.parametrize(
+    "loss, fn", [("mse", F.mse_loss), ("huber", lambda p, y: F.huber_loss(p, y, delta=1.0)), ("mae", F.l1_loss)]
+)
+def test_training_loss_is_the_chosen_one_and_validation_stays_mse(loss, fn):
+    """With a zero learning rate the weights stay put, so epoch 1's losses are exactly those of the
+    initial model: the chosen loss on the training set, MSE on validation."""
+    train, val = _datasets()
+    model = _model(architecture="pooled_lstm")
+    (train_x, train_y), (val_x, val_y) = _stacked(train), _stacked(val)
+    with torch.no_grad():
+        expected_train, expected_val = float(fn(model(train_x), train_y)), float(F.mse_loss(model(val_x), val_y))
+    result = _fit(model, train, val, learning_rate=0.0, max_epochs=1, loss=loss)
+    assert result.history[0]["train_loss"] == pytest.approx(expected_train, rel=1e-5)
+    assert result.history[0]["val_loss"] == pytest.approx(expected_val, rel=1e-5)
+    assert LOSSES == ("mse", "huber", "mae")
+
+
+def test_unknown_loss_is_rejected_naming_the_allowed_ones():
+    train, val = _datasets()
+    with pytest.raises(ValueError, match="allowed: mse, huber, mae"):
+        _fit(_model(), train, val, loss="quantile")
+    with pytest.raises(ValueError, match="allowed: mse, huber, mae"):
+        fit_model(_fit_arrays(), {**FIT_PARAMS, "loss": "quantile"}, max_epochs=1, patience=1, seed=7)
+
+
+def test_fit_model_reads_the_loss_from_params():
+    mse = fit_model(_fit_arrays(), FIT_PARAMS, max_epochs=1, patience=1, seed=7)
+    explicit = fit_model(_fit_arrays(), {**FIT_PARAMS, "loss": "mse"}, max_epochs=1, patience=1, seed=7)
+    mae = fit_model(_fit_arrays(), {**FIT_PARAMS, "loss": "mae"}, max_epochs=1, patience=1, seed=7)
+    assert mse.history == explicit.history and mae.history != mse.history
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_best_val_loss_is_the_restored_epochs_validation_mse(loss):
+    """Weights are wrecked after epoch 3, so epoch 4 is non-finite and stops training; the result
+    must carry an earlier epoch's weights and exactly that epoch's validation MSE."""
+    train, val = _datasets(val_target=-3.0)
+    set_seeds(0)
+    model = build_model("pooled_lstm", TICKERS, FEATURES, hidden_size=8, num_layers=2, dropout=0.2)
+
+    def wreck(epoch, *_):
+        if epoch == 3:
+            with torch.no_grad():
+                model.head.weight.fill_(float("nan"))
+
+    result = _fit(model, train, val, learning_rate=0.05, max_epochs=10, patience=5, on_epoch=wreck, loss=loss)
+    assert len(result.history) == 4 and result.stopped_early and result.best_epoch <= 3
+    assert result.best_val_loss == result.history[result.best_epoch - 1]["val_loss"]
+    val_x, val_y = _stacked(val)
+    mse = float(np.mean((predict(result.model, val_x.numpy()) - val_y.numpy()) ** 2))
+    assert mse == pytest.approx(result.best_val_loss, rel=1e-5)
+
+
+def test_shrinkage_of_noise_perfect_and_half_signal_predictors():
+    rng = np.random.default_rng(0)
+    signal = rng.normal(scale=0.01, size=(5000, 4))
+    noise = rng.normal(scale=0.01, size=(5000, 4))
+    assert calibrate_shrinkage(rng.normal(scale=0.01, size=signal.shape), signal) < 0.03
+    assert calibrate_shrinkage(signal, signal) == pytest.approx(1.0)
+    # Half of the predicted variance is signal: the best scale is about 1/2.
+    assert calibrate_shrinkage(signal + noise, signal) == pytest.approx(0.5, abs=0.02)
+    # A forecast twice too confident is halved.
+    assert calibrate_shrinkage(2 * signal, signal + noise) == pytest.approx(0.5, abs=0.02)
+
+
+def test_shrinkage_minimises_the_squared_error_and_clips_at_both_ends():
+    rng = np.random.default_rng(1)
+    actual = rng.normal(size=300)
+    predicted = 0.3 * actual + rng.normal(size=300)
+    a = calibrate_shrinkage(predicted, actual)
+    grid = np.linspace(0, 1, 1001)
+    errors = [np.mean((g * predicted - actual) ** 2) for g in grid]
+    assert a == pytest.approx(grid[int(np.argmin(errors))], abs=1e-3)
+    assert calibrate_shrinkage(-actual, actual) == 0.0  # anti-correlated: persistence
+    assert calibrate_shrinkage(0.25 * actual, actual) == 1.0  # would want 4, capped at the model as is
+
+
+def test_shrinkage_edge_cases_fall_back_to_persistence():
+    actual = np.array([0.01, -0.02, 0.03, 0.005])
+    predicted = np.array([0.02, -0.01, 0.01, 0.0])
+    with_gaps_p = np.array([0.02, np.nan, -0.01, 0.01, 0.7, 0.0])
+    with_gaps_y = np.array([0.01, 0.5, -0.02, 0.03, np.nan, 0.005])
+    assert calibrate_shrinkage(with_gaps_p, with_gaps_y) == pytest.approx(calibrate_shrinkage(predicted, actual))
+    assert 0.0 < calibrate_shrinkage(predicted, actual) <= 1.0
+    assert calibrate_shrinkage(np.zeros(4), actual) == 0.0
+    assert calibrate_shrinkage(np.array([]), np.array([])) == 0.0
+    assert calibrate_shrinkage(np.full(4, np.nan), actual) == 0.0
+    assert calibrate_shrinkage(np.array([np.inf, 0.0, 0.0, 0.0]), actual) == 0.0
+    assert isinstance(calibrate_shrinkage(predicted, actual), float)
+    with pytest.raises(ValueError, match="same shape"):
+        calibrate_shrinkage(predicted, actual[:3])

@@ -70,7 +70,9 @@ def test_rows_outside_the_written_partitions_are_refused(warehouse):
 
 def test_an_unreachable_database_is_named_in_the_error():
     closed = Warehouse("postgresql+psycopg2://postgres@127.0.0.1:1/none?connect_timeout=2")
-    with pytest.raises(WarehouseError, match=r"warehouse postgresql\+psycopg2://postgres@127.0.0.1:1/none.* unreachable"):
+    with pytest.raises(
+        WarehouseError, match=r"warehouse postgresql\+psycopg2://postgres@127.0.0.1:1/none.* unreachable"
+    ):
         closed.read_partitions("t", "date", KEYS)
     with pytest.raises(WarehouseError, match="unreachable or locked while writing t"):
         closed.write_partitions("t", rows(KEYS), "date", KEYS)

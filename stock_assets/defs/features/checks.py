@@ -1,15 +1,13 @@
 """Feature sanity: the stored vectors are finite and have exactly the expected columns."""
 
-
 import numpy as np
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
 
-from stock_assets.defs.features.assets import processed_features
 from stock_assets.lib.indicators import FEATURE_COLUMNS
 from stock_assets.resources.warehouse import WarehouseResource
 
 
-@asset_check(asset=processed_features, blocking=True, description="no NaN/inf in stored vectors; expected column set")
+@asset_check(asset="processed_features", blocking=True, description="no NaN/inf in stored vectors; expected column set")
 def processed_features_valid(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
     keys = context.partition_keys
     frame = warehouse.get().read_range("processed_features", "date", keys[0], keys[-1])

@@ -1,7 +1,14 @@
-from dagster import Definitions
+from dagster import Definitions, PartitionsDefinition
 
-from stock_assets.defs.ingestion.assets import raw_prices
+from stock_assets.defs.ingestion.assets import build_raw_prices
 from stock_assets.defs.ingestion.checks import raw_prices_quality
-from stock_assets.defs.ingestion.jobs import price_history_job
+from stock_assets.defs.ingestion.jobs import build_price_history_job
+from stock_assets.settings import Settings
 
-defs = Definitions(assets=[raw_prices], asset_checks=[raw_prices_quality], jobs=[price_history_job])
+
+def build_defs(settings: Settings, partitions: PartitionsDefinition) -> Definitions:
+    return Definitions(
+        assets=[build_raw_prices(settings, partitions)],
+        asset_checks=[raw_prices_quality],
+        jobs=[build_price_history_job(partitions)],
+    )

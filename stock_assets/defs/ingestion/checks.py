@@ -1,24 +1,32 @@
 """Quality rules on stored prices. Blocking: failing data stops `processed_features` in the same run
 (and `processed_features` re-applies the same rules to its own window, so later runs can't bypass it)."""
 
-
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from stock_assets.defs.ingestion.assets import raw_prices
 from stock_assets.lib.prices import describe_problems, price_problems
+from stock_assets.resources.basket import BasketResource
 from stock_assets.resources.price_source import PriceSourceResource
 from stock_assets.resources.warehouse import WarehouseResource
 
 
-@asset_check(asset=raw_prices, blocking=True, description="every ticker on every session; finite positive prices; "
-             "high >= max(open, close); low <= min(open, close); volume >= 0; no duplicate (date, ticker)")
+@asset_check(
+    asset="raw_prices",
+    blocking=True,
+    description="every ticker on every session; finite positive prices; high >= max(open, close); "
+    "low <= min(open, close); volume, dividends and splits >= 0; one-day moves within max_abs_log_return; "
+    "no duplicate (date, ticker)",
+)
 def raw_prices_quality(
-    context: AssetCheckExecutionContext, price_source: PriceSourceResource, warehouse: WarehouseResource
+    context: AssetCheckExecutionContext,
+    basket: BasketResource,
+    price_source: PriceSourceResource,
+    warehouse: WarehouseResource,
 ) -> AssetCheckResult:
     keys = context.partition_keys
     frame = warehouse.get().read_range("raw_prices", "date", keys[0], keys[-1])
-    problems = price_problems(frame, list(price_source.tickers), list(keys))
+    problems = price_problems(frame, list(basket.tickers), list(keys), **price_source.price_rules)
     failing = {name: rows for name, rows in problems.items() if rows}
+    examples = "\n".join(f"- {n}: {', '.join(r[:5])}" for n, r in failing.items()) or "none"
     return AssetCheckResult(
         passed=not failing,
         severity=AssetCheckSeverity.ERROR,
@@ -27,6 +35,6 @@ def raw_prices_quality(
             "rows_checked": len(frame),
             "sessions_checked": len(keys),
             **{f"violations: {name}": len(rows) for name, rows in problems.items()},
-            "examples": MetadataValue.md("\n".join(f"- {n}: {', '.join(r[:5])}" for n, r in failing.items()) or "none"),
+            "examples": MetadataValue.md(examples),
         },
     )

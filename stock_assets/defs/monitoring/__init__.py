@@ -1,6 +1,9 @@
-from dagster import Definitions
+from dagster import Definitions, PartitionsDefinition
 
-from stock_assets.defs.monitoring.assets import performance_log
+from stock_assets.defs.monitoring.assets import build_performance_log
 from stock_assets.defs.monitoring.sensors import retraining_sensor
+from stock_assets.settings import Settings
 
-defs = Definitions(assets=[performance_log], sensors=[retraining_sensor])
+
+def build_defs(settings: Settings, partitions: PartitionsDefinition) -> Definitions:
+    return Definitions(assets=[build_performance_log(partitions)], sensors=[retraining_sensor])

@@ -1,5 +1,7 @@
-"""`retraining_sensor`: every new performance_log materialization is judged; degraded rolling
-performance requests retraining_job for that session (once per session, never inside the cooldown)."""
+"""`retraining_sensor`: every new performance_log materialization is judged; a champion that is
+significantly worse than persistence since its promotion, or older than the age limit, requests
+retraining_job for that session (once per session, never inside the cooldown).
+See docs/decisions.md, "Degradation detector"."""
 
 from dagster import (
     AssetKey,
@@ -13,52 +15,69 @@ from dagster import (
     sensor,
 )
 
-from stock_assets.defs.training.jobs import retraining_job
 from stock_assets.lib import calendar
-from stock_assets.settings import get_settings
+from stock_assets.lib.monitoring import AbsoluteGuards
+from stock_assets.resources.policies import MonitoringPolicyResource
 
 PERFORMANCE_LOG = AssetKey("performance_log")
+RETRAINING_JOB = "retraining_job"
 BATCH = 200
 
 
-def _recent_retrainings(context: SensorEvaluationContext) -> set[str]:
+def _retrained_partitions(context: SensorEvaluationContext) -> set[str]:
     runs = context.instance.get_runs(
         filters=RunsFilter(
-            job_name=retraining_job.name,
-            statuses=[s for s in DagsterRunStatus if s not in (DagsterRunStatus.CANCELED,)],
+            job_name=RETRAINING_JOB, statuses=[s for s in DagsterRunStatus if s != DagsterRunStatus.CANCELED]
         ),
-        limit=200,
+        limit=500,
     )
-    return {r.tags.get("dagster/partition") for r in runs if r.tags.get("dagster/partition")}
+    return {r.tags["dagster/partition"] for r in runs if r.tags.get("dagster/partition")}
 
 
-@sensor(job=retraining_job, minimum_interval_seconds=60, description=__doc__)
-def retraining_sensor(context: SensorEvaluationContext):
-    from stock_assets.lib.monitoring import RetrainRule
+def judge(meta: dict, day: str, policy: MonitoringPolicyResource, retrained: set[str]) -> tuple[str | None, str]:
+    """(reason to retrain or None, what was measured) for one performance_log partition."""
+    if "detector_statistic" not in meta:
+        return None, "nothing scored"
+    age, max_age = int(meta["champion_age_sessions"]), policy.max_champion_age_sessions
+    measured = (
+        f"CUSUM {meta['detector_statistic']:.2f} vs threshold {meta['detector_threshold']:g}, "
+        f"champion v{meta['champion_version']} age {age} vs {max_age} sessions"
+    )
+    if meta["detector_fired"]:
+        return str(meta["detector_reason"]), measured
+    if age >= max_age:
+        since = calendar.offset_session(day, -max_age).isoformat()
+        if not any(since <= p <= day for p in retrained):
+            return f"champion v{meta['champion_version']} is {age} sessions old (>= {max_age})", measured
+    guards = AbsoluteGuards(policy.mape_max, policy.direction_accuracy_min, policy.min_samples)
+    breach = guards.breach(
+        int(meta.get("rolling_samples", 0)), meta.get("rolling_mape", 0.0), meta.get("rolling_direction_accuracy", 1.0)
+    )
+    return breach, measured
 
-    cfg = get_settings().monitoring
-    rule = RetrainRule(cfg.mape_max, cfg.direction_accuracy_min, cfg.min_samples)
+
+@sensor(job_name=RETRAINING_JOB, minimum_interval_seconds=60, description=__doc__)
+def retraining_sensor(context: SensorEvaluationContext, monitoring_policy: MonitoringPolicyResource):
     cursor = int(context.cursor) if context.cursor else None
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=PERFORMANCE_LOG, after_storage_id=cursor), limit=BATCH, ascending=True
     ).records
     if not records:
         return SkipReason("no new performance_log materializations")
-    retrained = _recent_retrainings(context)
+    retrained = _retrained_partitions(context)
+    cooldown = monitoring_policy.cooldown_sessions
     requests, skips = [], []
     for record in records:
         day = record.partition_key
         meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-        metrics = {"n": meta.get("rolling_samples", 0), "mape": meta.get("rolling_mape"), "directional_accuracy": meta.get("rolling_direction_accuracy")}
-        reason = rule.breach(metrics)
+        reason, measured = judge(meta, day, monitoring_policy, retrained)
         if reason is None:
-            why = f"only {metrics['n']} scored predictions (< {cfg.min_samples})" if metrics["n"] < cfg.min_samples else "within thresholds"
-            skips.append(f"{day}: {why}")
+            skips.append(f"{day}: healthy ({measured})")
             continue
-        since = calendar.offset_session(day, -cfg.cooldown_sessions).isoformat()
+        since = calendar.offset_session(day, -cooldown).isoformat()
         recent = sorted(p for p in retrained if since <= p <= day)
         if recent:
-            skips.append(f"{day}: {reason}, but retraining for {recent[-1]} ran within {cfg.cooldown_sessions} sessions")
+            skips.append(f"{day}: {reason}, but retraining for {recent[-1]} ran within {cooldown} sessions")
             continue
         retrained.add(day)
         requests.append(
@@ -71,5 +90,6 @@ def retraining_sensor(context: SensorEvaluationContext):
     context.log.info("; ".join(skips) if skips else "all breaches requested")
     next_cursor = str(max(r.storage_id for r in records))
     if not requests:
-        return SensorResult(skip_reason=SkipReason("; ".join(skips)[-1000:]), cursor=next_cursor)
+        # Newest first, cut at the end: the latest judgement is what the UI must show in full.
+        return SensorResult(skip_reason=SkipReason("; ".join(reversed(skips))[:1000]), cursor=next_cursor)
     return SensorResult(run_requests=requests, cursor=next_cursor)

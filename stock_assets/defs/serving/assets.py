@@ -3,57 +3,92 @@
 import datetime as dt
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue, TimeWindowPartitionMapping, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetsDefinition,
+    Failure,
+    MetadataValue,
+    PartitionsDefinition,
+    TimeWindowPartitionMapping,
+    asset,
+)
 
-from stock_assets.defs.training.config import MAX_SEQUENCE_LENGTH
 from stock_assets.lib import calendar
 from stock_assets.lib.indicators import FEATURE_COLUMNS
-from stock_assets.partitions import trading_day_partitions
+from stock_assets.resources.basket import BasketResource
 from stock_assets.resources.model_registry import ModelRegistryResource
-from stock_assets.resources.price_source import PriceSourceResource
+from stock_assets.resources.warehouse import WarehouseResource
+from stock_assets.settings import Settings
 
 PREDICTION_COLUMNS = [
-    "prediction_date", "target_date", "ticker", "last_close", "predicted_log_return", "predicted_close",
-    "model_name", "model_version", "model_run_id", "model_trained_for", "created_at",
-]  # fmt: skip
+    "prediction_date",
+    "target_date",
+    "ticker",
+    "last_close",
+    "predicted_log_return",
+    "predicted_close",
+    "model_name",
+    "model_version",
+    "model_run_id",
+    "model_trained_for",
+    "model_kind",
+    "created_at",
+]
 
 
-@asset(
-    partitions_def=trading_day_partitions,
-    group_name="serving",
-    io_manager_key="table_io_manager",
-    ins={
-        name: AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-(MAX_SEQUENCE_LENGTH - 1)))
-        for name in ("processed_features", "raw_prices")
-    },
-    deps=["production_model"],
-    metadata={"partition_expr": "prediction_date", "primary_key": ["prediction_date", "ticker"]},
-    kinds={"pytorch", "sql"},
-)
-def daily_predictions(
-    context: AssetExecutionContext,
-    processed_features: pd.DataFrame,
-    raw_prices: pd.DataFrame,
-    price_source: PriceSourceResource,
-    model_registry: ModelRegistryResource,
+def build_daily_predictions(settings: Settings, partitions: PartitionsDefinition) -> AssetsDefinition:
+    max_seq = max(settings.training.sequence_lengths)
+    training_window = settings.training.training_window
+
+    @asset(
+        partitions_def=partitions,
+        group_name="serving",
+        io_manager_key="table_io_manager",
+        ins={
+            name: AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-(max_seq - 1)))
+            for name in ("processed_features", "raw_prices")
+        },
+        deps=["production_model"],
+        metadata={"partition_expr": "prediction_date", "primary_key": ["prediction_date", "ticker"]},
+        kinds={"pytorch", "sql"},
+    )
+    def daily_predictions(
+        context: AssetExecutionContext,
+        processed_features: pd.DataFrame,
+        raw_prices: pd.DataFrame,
+        basket: BasketResource,
+        warehouse: WarehouseResource,
+        model_registry: ModelRegistryResource,
+    ) -> pd.DataFrame:
+        """The champion as of D (the model promoted for the latest partition <= D, never one trained
+        later) applied to the stored features of the last `sequence_length` sessions up to D: the
+        same values training saw. Predicted close = adj_close[D] x exp(predicted log return). With no
+        champion yet, the better of the persistence and drift baselines becomes the champion first."""
+        return predict_next_session(
+            context, processed_features, raw_prices, basket, warehouse, model_registry, training_window
+        )
+
+    return daily_predictions
+
+
+def predict_next_session(
+    context, processed_features, raw_prices, basket: BasketResource, warehouse, model_registry, training_window: int
 ) -> pd.DataFrame:
-    """The champion as of D (the model promoted for the latest partition <= D, never one trained
-    later) applied to the stored features of the last `sequence_length` sessions up to D: the
-    same values training saw. Predicted close = adj_close[D] x exp(predicted log return)."""
-    from stock_assets.lib.datasets import apply_scaler, build_panel, predicted_close, unscale_predictions, window_at
-    from stock_assets.lib.training import predict
+    from stock_assets.lib.datasets import build_panel, predicted_close
+    from stock_assets.lib.evaluation import forecast_log_returns
 
     day = context.partition_key
     champion = model_registry.champion_as_of(day)
     if champion is None:
-        raise Failure(
-            description=f"no champion model as of {day}: nothing has been promoted for any partition <= {day}. "
-            f"Run retraining_job for partition {day} (or an earlier session with enough history) and let the gate promote it."
-        )
+        champion = promote_better_baseline(context, day, basket, warehouse, model_registry, training_window)
     model, pre = model_registry.load(champion)
     tickers, seq = list(pre["tickers"]), int(pre["sequence_length"])
-    if sorted(tickers) != sorted(price_source.tickers):
-        raise Failure(description=f"champion v{champion.version} serves {tickers}, settings ask for {list(price_source.tickers)}; retrain for {day}")
+    if sorted(tickers) != sorted(basket.tickers):
+        raise Failure(
+            description=f"champion {champion.label} serves {tickers}, settings ask for {list(basket.tickers)}; "
+            f"run retraining_job for {day}"
+        )
     panel = build_panel(processed_features, raw_prices, tickers, FEATURE_COLUMNS)
     if panel.n_sessions < seq or panel.dates[-1] != day:
         raise Failure(
@@ -61,8 +96,7 @@ def daily_predictions(
             f"found {panel.n_sessions} complete session(s) ending {panel.dates[-1] if panel.dates else 'nowhere'}. "
             "Materialize processed_features for that range."
         )
-    x = window_at(apply_scaler(panel.features, pre["scaler"]), -1, seq)
-    log_returns = unscale_predictions(predict(model, x), pre["scaler"])[0]
+    log_returns = forecast_log_returns(model, pre, panel.features, [-1])[0]
     closes = panel.close[-1]
     frame = pd.DataFrame(
         {
@@ -76,6 +110,7 @@ def daily_predictions(
             "model_version": str(champion.version),
             "model_run_id": champion.run_id,
             "model_trained_for": champion.partition,
+            "model_kind": pre.get("kind", "lstm"),
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
     )[PREDICTION_COLUMNS]
@@ -83,10 +118,55 @@ def daily_predictions(
         {
             "rows": len(frame),
             "target_session": frame["target_date"].iloc[0],
-            "model": f"{champion.name} v{champion.version} (promoted for {champion.partition})",
+            "model": f"{champion.label}, promoted for {champion.partition}",
             "predictions": MetadataValue.md(
-                frame[["ticker", "last_close", "predicted_close", "predicted_log_return"]].round(4).to_markdown(index=False)
+                frame[["ticker", "last_close", "predicted_close", "predicted_log_return"]]
+                .round(4)
+                .to_markdown(index=False)
             ),
         }
     )
     return frame
+
+
+def promote_better_baseline(context, day: str, basket, warehouse, model_registry, training_window: int):
+    """Register persistence and drift fitted on the training window ending at `day` and promote the
+    one with the lower MAE on the window's last 15% (drift fitted on the rest), so predictions never
+    wait for a first retraining (docs/decisions.md, "Baselines are champions")."""
+    import numpy as np
+
+    from stock_assets.lib.baselines import BASELINES, ConstantForecast, baseline_log_returns, baseline_preprocessing
+    from stock_assets.lib.datasets import HOLDOUT_FRACTION
+
+    first = basket.clip(calendar.offset_session(day, -(training_window - 1)).isoformat())
+    prices = warehouse.get().read_range("raw_prices", "date", first, day)
+    tickers = list(basket.tickers)
+    close = prices.pivot(index="date", columns="ticker", values="adj_close").reindex(columns=tickers).dropna()
+    if len(close) < 20:
+        raise Failure(description=f"only {len(close)} sessions of prices up to {day}: backfill raw_prices first")
+    values = close.to_numpy(dtype=np.float64)
+    split = len(values) - max(2, int(len(values) * HOLDOUT_FRACTION))
+    realised = np.diff(np.log(values[split - 1 :]), axis=0)
+    maes = {
+        kind: float(np.mean(np.abs(np.expm1(realised) - np.expm1(baseline_log_returns(kind, values[:split])))))
+        for kind in BASELINES
+    }
+    refs = {}
+    with model_registry.dagster_run(context.run_id, day, context.job_name):
+        mlflow = model_registry.activate()
+        for kind in BASELINES:
+            model = ConstantForecast(baseline_log_returns(kind, values))
+            pre = baseline_preprocessing(kind, tickers, FEATURE_COLUMNS, day)
+            example = np.zeros((2, 1, len(tickers), len(FEATURE_COLUMNS)), dtype=np.float32)
+            with mlflow.start_run(nested=True, run_name=f"baseline-{kind}-{day}"):  # one model per run
+                mlflow.log_metric("selection_relative_mae", maes[kind])
+                refs[kind] = model_registry.log_model(model, pre, example, day, context.run_id)
+    best = min(BASELINES, key=lambda kind: (maes[kind], kind != "persistence"))
+    model_registry.promote(refs[best].version, day, context.run_id)
+    context.log.info(
+        f"no champion as of {day}: promoted the {best} baseline {refs[best].label} "
+        f"(relative MAE on the last {len(realised)} sessions: "
+        + ", ".join(f"{k} {v:.5f}" for k, v in maes.items())
+        + ")"
+    )
+    return model_registry.champion_as_of(day)

@@ -1,13 +1,14 @@
-from dagster import Definitions
+from dagster import Definitions, PartitionsDefinition
 
+from stock_assets.defs.training.assets import build_training_assets
 from stock_assets.defs.training.checks import candidate_model_sanity, promotion_gate
-from stock_assets.defs.training.datasets import scaled_sets, scalers
-from stock_assets.defs.training.jobs import retraining_job
-from stock_assets.defs.training.models import candidate_model, production_model
-from stock_assets.defs.training.search import best_params
+from stock_assets.defs.training.jobs import build_retraining_job
+from stock_assets.settings import Settings
 
-defs = Definitions(
-    assets=[scalers, scaled_sets, best_params, candidate_model, production_model],
-    asset_checks=[promotion_gate, candidate_model_sanity],
-    jobs=[retraining_job],
-)
+
+def build_defs(settings: Settings, partitions: PartitionsDefinition) -> Definitions:
+    return Definitions(
+        assets=build_training_assets(settings, partitions),
+        asset_checks=[promotion_gate, candidate_model_sanity],
+        jobs=[build_retraining_job(partitions)],
+    )

@@ -1,12 +1,18 @@
-"""The promotion gate (SPEC §9) and cheap sanity checks on `candidate_model`."""
+"""The promotion gate and cheap sanity checks on `candidate_model` (docs/decisions.md, "The promotion gate")."""
 
 import numpy as np
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, ResourceParam, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    MetadataValue,
+    ResourceParam,
+    asset_check,
+)
 
-from stock_assets.defs.training.models import candidate_model
 from stock_assets.resources.io_managers import ObjectIOManager
 from stock_assets.resources.model_registry import ModelRef, ModelRegistryResource
-from stock_assets.resources.promotion_policy import PromotionPolicyResource
+from stock_assets.resources.policies import PromotionPolicyResource
 
 
 def _candidate(model_registry: ModelRegistryResource, candidate: dict):
@@ -14,10 +20,12 @@ def _candidate(model_registry: ModelRegistryResource, candidate: dict):
 
 
 @asset_check(
-    asset=candidate_model,
+    asset="candidate_model",
     blocking=True,
-    description="Re-scores candidate, champion-as-of-D and persistence on D's holdout sessions; passes when the "
-    "candidate beats the champion and stays within the skill bound against persistence.",
+    description="Re-scores candidate, champion-as-of-D and persistence on D's holdout sessions; passes only when the "
+    "candidate's MAE is below both and a one-sided Diebold-Mariano test (HAC variance, Harvey-Leybourne-Newbold "
+    "correction) finds the improvement significant at alpha. A rejection is a normal outcome (WARN): the champion "
+    "stays and production_model is not materialized.",
 )
 def promotion_gate(
     context: AssetCheckExecutionContext,
@@ -25,64 +33,62 @@ def promotion_gate(
     model_registry: ModelRegistryResource,
     promotion_policy: PromotionPolicyResource,
 ) -> AssetCheckResult:
-    from stock_assets.lib.evaluation import gate_decision, predict_log_returns, score_on_sessions
+    from stock_assets.lib.evaluation import gate_decision, predict_log_returns, session_losses
 
     partition = context.partition_key
     candidate_model = object_io_manager.read("candidate_model", partition)
     scaled_sets = object_io_manager.read("scaled_sets", partition)
     holdout = scaled_sets["holdout"]
     model, preprocessing = _candidate(model_registry, candidate_model)
-    scores = {"candidate": score_on_sessions(predict_log_returns(model, preprocessing, scaled_sets, holdout), scaled_sets, holdout)}
+    candidate = session_losses(predict_log_returns(model, preprocessing, scaled_sets, holdout), scaled_sets, holdout)
+    persistence = session_losses(None, scaled_sets, holdout)
+    champion, champion_note = None, "none yet"
     champion_ref = model_registry.champion_as_of(partition)
-    champion_note = "none yet"
     if champion_ref is not None:
         champion_model, champion_pre = model_registry.load(champion_ref)
         try:
-            scores["champion"] = score_on_sessions(
-                predict_log_returns(champion_model, champion_pre, scaled_sets, holdout), scaled_sets, holdout
-            )
-            champion_note = f"v{champion_ref.version} (promoted for {champion_ref.partition})"
+            forecast = predict_log_returns(champion_model, champion_pre, scaled_sets, holdout)
+            champion = session_losses(forecast, scaled_sets, holdout)
+            champion_note = f"{champion_ref.label}, promoted for {champion_ref.partition}"
         except ValueError as exc:  # a different basket or feature set: it cannot serve this data anyway
-            champion_note = f"v{champion_ref.version} not comparable: {exc}"
-    scores["persistence"] = score_on_sessions(None, scaled_sets, holdout)
-    passed, summary = gate_decision(
-        scores["candidate"],
-        scores.get("champion"),
-        scores["persistence"],
-        promotion_policy.max_mae_ratio_to_persistence,
-        promotion_policy.min_improvement_over_champion,
-    )
-    table = "| model | MAE | RMSE | MAPE | direction | n |\n|---|---|---|---|---|---|\n" + "\n".join(
-        f"| {name} | {s['mae']:.4f} | {s['rmse']:.4f} | {s['mape']:.4%} | {s['directional_accuracy']:.3f} | {s['n']} |"
-        for name, s in scores.items()
-    )
+            champion_note = f"{champion_ref.label} not comparable: {exc}"
+    gate = gate_decision(candidate, champion, persistence, promotion_policy.alpha)
+    rows = [("candidate", gate.candidate_mae), ("champion", gate.champion_mae), ("persistence", gate.persistence_mae)]
+    table = "| model | holdout MAE |\n|---|---|\n" + "\n".join(f"| {n} | {m:.4f} |" for n, m in rows)
+    dates = scaled_sets["dates"]
     return AssetCheckResult(
-        passed=passed,
-        severity=AssetCheckSeverity.ERROR,
-        description=summary,
+        passed=gate.passed,
+        severity=AssetCheckSeverity.WARN,
+        description=gate.verdict,
         metadata={
             "partition": partition,
             "candidate_version": candidate_model["version"],
             "champion": champion_note,
-            "summary": summary,
+            "verdict": gate.verdict,
+            "summary": gate.verdict,
             "comparison": MetadataValue.md(table),
-            "holdout_sessions": f"{scaled_sets['dates'][holdout[0] + 1]}..{scaled_sets['dates'][holdout[-1] + 1]}",
-            "candidate_mae": scores["candidate"]["mae"],
-            "champion_mae": scores["champion"]["mae"] if "champion" in scores else float("nan"),
-            "persistence_mae": scores["persistence"]["mae"],
-            "max_mae_ratio_to_persistence": promotion_policy.max_mae_ratio_to_persistence,
+            "holdout_sessions": f"{dates[holdout[0] + 1]}..{dates[holdout[-1] + 1]}",
+            "candidate_mae": gate.candidate_mae,
+            "champion_mae": gate.champion_mae,
+            "persistence_mae": gate.persistence_mae,
+            "dm_statistic": gate.dm_statistic,
+            "p_value": gate.p_value,
+            "alpha": promotion_policy.alpha,
+            "n_sessions": gate.n_sessions,
         },
     )
 
 
 @asset_check(
-    asset=candidate_model,
+    asset="candidate_model",
     blocking=True,
     description="The logged model loads without unpickling, its weights are finite and it predicts one finite "
     "value per ticker for each holdout window.",
 )
 def candidate_model_sanity(
-    context: AssetCheckExecutionContext, object_io_manager: ResourceParam[ObjectIOManager], model_registry: ModelRegistryResource
+    context: AssetCheckExecutionContext,
+    object_io_manager: ResourceParam[ObjectIOManager],
+    model_registry: ModelRegistryResource,
 ) -> AssetCheckResult:
     from stock_assets.lib.evaluation import predict_log_returns
 

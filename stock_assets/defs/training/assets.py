@@ -1,0 +1,312 @@
+"""The training group as of partition D: `scalers` and `scaled_sets` (computed once), `best_params`
+(Optuna), `candidate_model` (trained, logged, registered as challenger) and `production_model`
+(promoted only behind the gate)."""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckKey,
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetOut,
+    AssetsDefinition,
+    Failure,
+    MetadataValue,
+    Output,
+    PartitionsDefinition,
+    TimeWindowPartitionMapping,
+    asset,
+    multi_asset,
+)
+
+from stock_assets.defs.plots import line_plot, markdown_image
+from stock_assets.defs.training.config import build_training_configs
+from stock_assets.lib.indicators import FEATURE_COLUMNS
+from stock_assets.resources.basket import BasketResource
+from stock_assets.resources.model_registry import CHALLENGER, ModelRegistryResource
+from stock_assets.resources.optuna_storage import OptunaStorageResource
+from stock_assets.settings import Settings
+
+UPSTREAM = (AssetKey("processed_features"), AssetKey("raw_prices"))
+
+
+def build_training_assets(settings: Settings, partitions: PartitionsDefinition) -> list[AssetsDefinition]:
+    configs = build_training_configs(settings.training)
+    DatasetConfig, SearchConfig, FitConfig = configs.dataset, configs.search, configs.fit
+    max_seq = max(settings.training.sequence_lengths)
+    window = settings.training.training_window
+
+    @multi_asset(
+        partitions_def=partitions,
+        group_name="training",
+        ins={
+            name: AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-(window - 1)))
+            for name in ("processed_features", "raw_prices")
+        },
+        outs={
+            "scalers": AssetOut(
+                io_manager_key="object_io_manager",
+                kinds={"json"},
+                description="Per-ticker, per-feature mean/std (and target mean/std) fitted on the train part of "
+                "the training window ending at D, stored as plain JSON numbers.",
+            ),
+            "scaled_sets": AssetOut(
+                io_manager_key="object_io_manager",
+                kinds={"numpy"},
+                description="Train / validation / holdout in compact form: one scaled panel, its closes and "
+                "targets, and the window-end indices of each part (embargoed by the longest searched sequence "
+                "length). Windows are cut on demand, never stored stacked.",
+            ),
+        },
+        internal_asset_deps={"scalers": set(UPSTREAM), "scaled_sets": {*UPSTREAM, AssetKey("scalers")}},
+    )
+    def training_datasets(
+        context: AssetExecutionContext,
+        config: DatasetConfig,
+        processed_features: pd.DataFrame,
+        raw_prices: pd.DataFrame,
+        basket: BasketResource,
+    ):
+        from stock_assets.lib.datasets import build_training_sets
+
+        scaler, arrays = build_training_sets(
+            processed_features, raw_prices, list(basket.tickers), FEATURE_COLUMNS, config.training_window, max_seq
+        )
+        parts = scaler["parts"]
+        context.add_output_metadata(
+            {
+                "fitted_on": f"{scaler['fitted_sessions']['first']}..{scaler['fitted_sessions']['last']}",
+                "tickers": ", ".join(scaler["tickers"]),
+                "features": len(scaler["feature_columns"]),
+                "parts": MetadataValue.json(parts),
+            },
+            output_name="scalers",
+        )
+        context.add_output_metadata(
+            {
+                "sessions": len(arrays["dates"]),
+                "first_session": str(arrays["dates"][0]),
+                "last_session": str(arrays["dates"][-1]),
+                "embargo_sessions": max_seq,
+                **{f"{part}_samples": info["samples"] for part, info in parts.items()},
+                "parts": MetadataValue.json(parts),
+                "stored_mb": round(sum(a.nbytes for a in arrays.values()) / 1e6, 2),
+            },
+            output_name="scaled_sets",
+        )
+        return scaler, arrays
+
+    @asset(partitions_def=partitions, group_name="training", io_manager_key="object_io_manager", kinds={"optuna"})
+    def best_params(
+        context: AssetExecutionContext,
+        config: SearchConfig,
+        scaled_sets: dict,
+        model_registry: ModelRegistryResource,
+        optuna_storage: OptunaStorageResource,
+    ) -> dict:
+        """The best hyperparameters of a seeded, pruned Optuna study on the validation split of D's
+        training sets (the holdout is never seen). Re-running resumes the same study."""
+        return search_best_params(context, config, scaled_sets, model_registry, optuna_storage)
+
+    @asset(
+        partitions_def=partitions,
+        group_name="training",
+        io_manager_key="object_io_manager",
+        kinds={"pytorch", "mlflow"},
+    )
+    def candidate_model(
+        context: AssetExecutionContext,
+        config: FitConfig,
+        scaled_sets: dict,
+        scalers: dict,
+        best_params: dict,
+        model_registry: ModelRegistryResource,
+    ) -> dict:
+        """A multi-ticker LSTM fitted as of D with the best params (early-stopped on validation, best
+        weights restored), scored on the holdout, logged to MLflow as an exported (pt2) program with
+        its preprocessing beside it, registered and aliased `challenger`. Promotion is not its job."""
+        return fit_candidate(context, config, scaled_sets, scalers, best_params, model_registry)
+
+    @asset(
+        partitions_def=partitions,
+        group_name="training",
+        io_manager_key="object_io_manager",
+        kinds={"mlflow"},
+        output_required=False,
+    )
+    def production_model(context: AssetExecutionContext, candidate_model: dict, model_registry: ModelRegistryResource):
+        """The promotion made as of D: alias `champion` moved to the candidate that passed the gate.
+        Not materialized when the gate rejected the candidate; refuses without an evaluation of it."""
+        yield from promote_candidate(context, candidate_model, model_registry)
+
+    return [training_datasets, best_params, candidate_model, production_model]
+
+
+def search_best_params(context, config, scaled_sets: dict, model_registry, optuna_storage) -> dict:
+    from stock_assets.lib.search import run_study, study_summary
+
+    partition = context.partition_key
+    study_name = f"{model_registry.model_name}-{partition}"
+    with model_registry.dagster_run(context.run_id, partition, context.job_name) as parent_run_id:
+        mlflow = model_registry.activate()
+        client, experiment_id = model_registry.client(), model_registry.experiment_id()
+
+        def log_trial(trial) -> None:
+            """Each trial as a nested MLflow run (client API: no global active-run state)."""
+            tags = {"mlflow.parentRunId": parent_run_id, "optuna_study": study_name, "optuna_state": trial.state.name}
+            run = client.create_run(experiment_id, run_name=f"trial-{trial.number}", tags=tags)
+            for name, value in trial.params.items():
+                client.log_param(run.info.run_id, name, value)
+            for step, value in sorted(trial.intermediate_values.items()):
+                client.log_metric(run.info.run_id, "val_loss", value, step=step)
+            if trial.value is not None:
+                client.log_metric(run.info.run_id, "best_val_loss", trial.value)
+            client.set_terminated(run.info.run_id, "FINISHED")
+
+        study = run_study(
+            scaled_sets, config.space(), config.budget(), optuna_storage.url, study_name, on_trial=log_trial
+        )
+        summary = study_summary(study)
+        mlflow.log_params({f"search_{k}": v for k, v in summary.items() if k != "study_name"})
+    values = [t.value for t in study.trials if t.value is not None]
+    best_so_far = [min(values[: i + 1]) for i in range(len(values))]
+    plot = line_plot(
+        {"trial val loss": values, "best so far": best_so_far}, study_name, "completed trial", "validation MSE"
+    )
+    trials = study.trials_dataframe(attrs=("number", "value", "state", "params"))
+    context.add_output_metadata(
+        {
+            **summary,
+            "pruned_share": round(summary["n_pruned"] / max(summary["n_trials"], 1), 3),
+            "best_params": MetadataValue.json(study.best_params),
+            "trials": MetadataValue.md(trials.to_markdown(index=False)),
+            "search_plot": markdown_image(plot, "Optuna trials"),
+            "mlflow_run": model_registry.run_url(parent_run_id),
+        }
+    )
+    return {"params": study.best_params, "summary": summary, "partition": partition}
+
+
+def fit_candidate(context, config, scaled_sets: dict, scalers: dict, best_params: dict, model_registry) -> dict:
+    from stock_assets.lib.datasets import cut_windows
+    from stock_assets.lib.evaluation import predict_log_returns, score_on_sessions
+    from stock_assets.lib.training import calibrate_shrinkage, choose_device, fit_model
+
+    partition = context.partition_key
+    params = best_params["params"]
+    result = fit_model(scaled_sets, params, max_epochs=config.max_epochs, patience=config.patience, seed=config.seed)
+    seq = int(params["sequence_length"])
+    preprocessing = {
+        "kind": params["architecture"],
+        "tickers": [str(t) for t in scaled_sets["tickers"]],
+        "feature_columns": [str(c) for c in scaled_sets["feature_columns"]],
+        "sequence_length": seq,
+        "shrinkage": 1.0,
+        "scaler": scalers,
+        "trained_through": partition,
+        "target": "next-session log return of adj_close",
+    }
+    # Shrink towards persistence on validation: a network without signal collapses to the baseline
+    # (docs/decisions.md, "Shrinkage and a fair chance for the LSTMs").
+    validation = scaled_sets["validation"]
+    close = scaled_sets["close"]
+    realised = np.log(close[validation + 1] / close[validation])
+    shrinkage = calibrate_shrinkage(predict_log_returns(result.model, preprocessing, scaled_sets, validation), realised)
+    preprocessing["shrinkage"] = shrinkage
+    holdout = scaled_sets["holdout"]
+    metrics = score_on_sessions(
+        predict_log_returns(result.model, preprocessing, scaled_sets, holdout), scaled_sets, holdout
+    )
+    persistence = score_on_sessions(None, scaled_sets, holdout)
+    losses = {"train": [h["train_loss"] for h in result.history], "validation": [h["val_loss"] for h in result.history]}
+    curve = line_plot(losses, f"candidate {partition}", "epoch", "validation MSE (scaled)")
+
+    with model_registry.dagster_run(context.run_id, partition, context.job_name) as run_id:
+        mlflow = model_registry.activate()
+        mlflow.log_params({**params, "trained_through": partition, "device": str(choose_device()), "seed": config.seed})
+        for h in result.history:
+            mlflow.log_metrics({"train_loss": h["train_loss"], "epoch_val_loss": h["val_loss"]}, step=h["epoch"])
+        mlflow.log_metrics({"val_loss": result.best_val_loss, "best_epoch": result.best_epoch, "shrinkage": shrinkage})
+        mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in metrics.items()})
+        mlflow.log_metrics(
+            {f"persistence_{k}": float(v) for k, v in persistence.items() if k != "directional_accuracy"}
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "loss_curve.png").write_bytes(curve)
+            mlflow.log_artifact(str(Path(tmp) / "loss_curve.png"))
+        example = cut_windows(scaled_sets["scaled_features"], holdout[:2], seq)
+        ref = model_registry.log_model(result.model, preprocessing, example, partition, context.run_id)
+        model_registry.client().set_registered_model_alias(model_registry.model_name, CHALLENGER, ref.version)
+
+    context.add_output_metadata(
+        {
+            "model": ref.label,
+            "mlflow_run": model_registry.run_url(run_id),
+            "holdout_mae": metrics["mae"],
+            "persistence_mae": persistence["mae"],
+            "holdout_directional_accuracy": metrics["directional_accuracy"],
+            "shrinkage": shrinkage,
+            "best_epoch": result.best_epoch,
+            "best_val_loss": result.best_val_loss,
+            "epochs_run": len(result.history),
+            "loss_curve": markdown_image(curve, "loss curve"),
+        }
+    )
+    return {
+        "name": model_registry.model_name,
+        "version": ref.version,
+        "run_id": run_id,
+        "model_uri": ref.uri,
+        "partition": partition,
+        "params": params,
+        "shrinkage": shrinkage,
+        "holdout": metrics,
+        "persistence": persistence,
+        "best_epoch": result.best_epoch,
+    }
+
+
+def promote_candidate(context, candidate_model: dict, model_registry):
+    """Move `champion` to the candidate if, and only if, the latest gate evaluation passed for it.
+
+    A rejection by the gate is a normal outcome: nothing is materialized and the run succeeds. With
+    no evaluation of this candidate at all (e.g. only this asset selected), promotion is refused.
+    """
+    partition = context.partition_key
+    key = AssetCheckKey(context.asset_key_for_input("candidate_model"), "promotion_gate")
+    record = context.instance.get_latest_asset_check_evaluation_record(key)
+    evaluation = record.event.asset_check_evaluation if record and record.event else None
+    meta = {k: v.value for k, v in (evaluation.metadata.items() if evaluation else [])}
+    same_candidate = meta.get("partition") == partition and meta.get("candidate_version") == candidate_model["version"]
+    if not (evaluation and same_candidate):
+        raise Failure(
+            description=f"promotion refused: no promotion_gate evaluation of candidate v{candidate_model['version']} "
+            f"for {partition}. Run retraining_job for {partition} so the gate evaluates it."
+        )
+    if not evaluation.passed:
+        context.log.info(f"candidate v{candidate_model['version']} {meta.get('verdict', 'rejected')}")
+        return
+    previous = model_registry.champion_as_of(partition)
+    entry = model_registry.promote(candidate_model["version"], partition, context.run_id)
+    context.add_output_metadata(
+        {
+            "champion": f"{candidate_model['name']} v{candidate_model['version']}",
+            "replaced": previous.label if previous else "none (first champion)",
+            "gate": meta.get("verdict", ""),
+            "promotion_history": MetadataValue.json(model_registry.promotions()),
+        }
+    )
+    yield Output(
+        {
+            "name": candidate_model["name"],
+            "version": candidate_model["version"],
+            "run_id": candidate_model["run_id"],
+            "replaced_version": previous.version if previous else None,
+            "partition": partition,
+            **entry,
+        }
+    )

@@ -1,0 +1,129 @@
+"""`raw_prices` and its quality check on a real instance and warehouse: partitions, ranges, sources."""
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import materialize
+
+from stock_assets.defs.ingestion.checks import raw_prices_quality
+from stock_assets.lib.sources import SamplePriceSource
+from stock_assets.resources.basket import BasketResource
+from stock_assets.resources.price_source import PriceSourceResource
+from stock_assets.resources.warehouse import get_warehouse
+from stock_assets_tests.helpers import assets_of, materialize_range, sessions_from_start
+
+KEYS = sessions_from_start(280)
+
+
+def stored(settings, table, first="0000", last="9999"):
+    return get_warehouse(settings.warehouse_url).read_range(table, "date", first, last)
+
+
+@pytest.fixture
+def raw_prices(settings):
+    return assets_of(settings, "raw_prices")[0]
+
+
+@pytest.fixture
+def processed_features(settings):
+    return assets_of(settings, "processed_features")[0]
+
+
+def test_one_partition_of_prices(settings, resources, instance, raw_prices):
+    result = materialize(
+        [raw_prices, raw_prices_quality], partition_key="2012-10-31", resources=resources, instance=instance
+    )
+    assert result.success
+    frame = stored(settings, "raw_prices")
+    assert frame["date"].unique().tolist() == ["2012-10-31"]
+    assert sorted(frame["ticker"]) == ["AAPL", "GOOG", "IBM", "MSFT"]
+    assert set(frame["source"]) == {"sample"}
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["rows_checked"].value == 4
+    # Re-materialising the same partition replaces it: still 4 rows.
+    materialize([raw_prices], partition_key="2012-10-31", resources=resources, instance=instance)
+    assert len(stored(settings, "raw_prices")) == 4
+
+
+def test_missing_ticker_in_source_stores_nothing(settings, resources, instance, raw_prices):
+    materialize([raw_prices], partition_key="2012-10-31", resources=resources, instance=instance)
+    unknown = {
+        **resources,
+        "basket": BasketResource(tickers=["AAPL", "TSLA"], start_date=settings.start_date.isoformat()),
+    }
+    result = materialize(
+        [raw_prices], partition_key="2012-10-31", resources=unknown, instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    assert "no data for ['TSLA']" in str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert len(stored(settings, "raw_prices")) == 4  # what was stored before is intact
+
+
+def test_cli_range_materialization(tmp_path):
+    """`dagster asset materialize --partition-range` runs the range as one in-process run."""
+    env = {"STOCK_ASSETS_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dh"), "PATH": "/usr/bin:/bin"}
+    Path(env["DAGSTER_HOME"]).mkdir()
+    keys = sessions_from_start(25)
+    cmd = [
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "stock_assets.definitions",
+        "--select",
+        "raw_prices",
+        "--partition-range",
+        f"{keys[0]}...{keys[-1]}",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'home' / 'warehouse.db'}")
+    with engine.connect() as conn:
+        n, first, last = conn.execute(sa.text("select count(*), min(date), max(date) from raw_prices")).one()
+    assert (n, first, last) == (100, keys[0], keys[-1])
+    assert dt.date.fromisoformat(last) == dt.date(2004, 9, 23)
+
+
+class ReadjustedSource(PriceSourceResource):
+    """The sample as a vendor would serve it after a 2:1 split re-based the whole history."""
+
+    def get(self):
+        class _Source(SamplePriceSource):
+            name = "readjusting-vendor"
+
+            def fetch(self, tickers, start, end):
+                frame = super().fetch(tickers, start, end)
+                frame[["open", "high", "low", "close", "adj_close"]] /= 2
+                return frame
+
+        return _Source()
+
+
+def test_vendor_readjustment_is_reported_not_mixed(settings, resources, instance, raw_prices):
+    materialize_range([raw_prices], KEYS[0], KEYS[9], resources=resources, instance=instance)
+    readjusted = {**resources, "price_source": ReadjustedSource()}
+    result = materialize(
+        [raw_prices], partition_key=KEYS[10], resources=readjusted, instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    message = str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert "changed 20 stored price(s) in the overlap" in message and "accept_vendor_readjustment" in message
+    assert stored(settings, "raw_prices")["date"].max() == KEYS[9]  # nothing new stored
+    accepted = materialize(
+        [raw_prices],
+        partition_key=KEYS[10],
+        resources=readjusted,
+        instance=instance,
+        run_config={"ops": {"raw_prices": {"config": {"accept_vendor_readjustment": True}}}},
+    )
+    assert accepted.success and stored(settings, "raw_prices")["date"].max() == KEYS[10]
+
+
+def test_a_partition_key_that_is_not_a_session_is_refused(resources, instance, raw_prices):
+    with pytest.raises(Exception, match="2012-10-29"):  # hurricane Sandy: the exchange was closed
+        materialize([raw_prices], partition_key="2012-10-29", resources=resources, instance=instance)

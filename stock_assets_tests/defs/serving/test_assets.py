@@ -1,0 +1,96 @@
+"""`daily_predictions` and the scoring in `performance_log`: the champion as of D, Friday to Monday,
+holidays, and a clear failure when no champion exists."""
+
+import datetime as dt
+
+import pytest
+
+from stock_assets.defs import build_definitions
+from stock_assets.lib import calendar
+from stock_assets.replay import run_retraining
+from stock_assets.resources.warehouse import get_warehouse
+
+D1 = "2006-02-22"  # first champion trained here
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+@pytest.fixture
+def defs(history):
+    return build_definitions(history)
+
+
+def run_daily(defs, instance, day):
+    return defs.resolve_job_def("daily_job").execute_in_process(
+        instance=instance, partition_key=day, run_config=QUIET, raise_on_error=False
+    )
+
+
+def table(settings, name, column, first="0000", last="9999"):
+    return get_warehouse(settings.warehouse_url).read_range(name, column, first, last)
+
+
+def test_predictions_right_after_a_backfill_are_served_by_the_better_baseline(defs, instance, history):
+    assert run_daily(defs, instance, "2006-03-01").success  # no retraining has ever run
+    registry = defs.resources["model_registry"]
+    champion = registry.champion_as_of("2006-03-01")
+    assert champion.kind in ("persistence", "drift") and champion.partition == "2006-03-01"
+    versions = {v.version: v.tags["model_kind"] for v in registry.client().search_model_versions("name = 'stock_lstm'")}
+    assert sorted(versions.values()) == ["drift", "persistence"]
+    predictions = table(history, "daily_predictions", "prediction_date")
+    assert len(predictions) == 4 and set(predictions["model_kind"]) == {champion.kind}
+    assert set(predictions["model_version"]) == {champion.version}
+    if champion.kind == "persistence":
+        assert (predictions["predicted_close"] == predictions["last_close"]).all()
+    # The next session scores them; the baseline stays the champion (no second registration).
+    assert run_daily(defs, instance, "2006-03-02").success
+    log = table(history, "performance_log", "target_date")
+    assert len(log) == 4 and set(log["model_kind"]) == {champion.kind}
+    assert len(registry.client().search_model_versions("name = 'stock_lstm'")) == 2
+
+
+@pytest.mark.slow
+def test_predictions_use_the_champion_as_of_their_date_and_fridays_are_scored_on_monday(defs, instance, history):
+    assert run_daily(defs, instance, "2006-03-02").success  # baselines v1, v2; the better one is champion
+    registry = defs.resources["model_registry"]
+    baseline = registry.champion_as_of("2006-03-02").version
+    later = run_retraining(
+        defs, instance, "2006-03-03"
+    )  # an LSTM v3; promote it for 03-03 if the gate kept the baseline
+    if not later["promoted"]:
+        registry.promote("3", "2006-03-03", "test")
+
+    for day in ["2006-03-02", "2006-03-03", "2006-03-06"]:  # Thursday, Friday, Monday
+        assert run_daily(defs, instance, day).success
+    predictions = table(history, "daily_predictions", "prediction_date")
+    by_day = predictions.groupby("prediction_date")["model_version"].unique().to_dict()
+    assert list(by_day["2006-03-02"]) == [baseline]  # before the LSTM's promotion: never a later model
+    assert list(by_day["2006-03-03"]) == ["3"] and list(by_day["2006-03-06"]) == ["3"]
+    friday = predictions[predictions["prediction_date"] == "2006-03-03"]
+    assert set(friday["target_date"]) == {"2006-03-06"} and sorted(friday["ticker"]) == ["AAPL", "GOOG", "IBM", "MSFT"]
+
+    log = table(history, "performance_log", "target_date")
+    monday = log[log["target_date"] == "2006-03-06"]
+    assert len(monday) == 4 and set(monday["prediction_date"]) == {"2006-03-03"}
+    prices = table(history, "raw_prices", "date", "2006-03-06", "2006-03-06").set_index("ticker")
+    row = monday.set_index("ticker").loc["AAPL"]
+    assert row["actual_close"] == pytest.approx(prices.loc["AAPL", "adj_close"])
+    assert row["abs_error"] == pytest.approx(abs(row["predicted_close"] - row["actual_close"]))
+    assert row["direction_hit"] == float(
+        (row["predicted_close"] > row["last_close"]) == (row["actual_close"] > row["last_close"])
+    )
+    # Thursday's session had no predictions targeting it: an empty partition with a note, not a failure.
+    assert len(log[log["target_date"] == "2006-03-02"]) == 0
+    note = instance.get_latest_materialization_event(defs.resolve_assets_def("performance_log").key)
+    assert note.asset_materialization.partition == "2006-03-06"
+    meta = note.asset_materialization.metadata
+    assert meta["rolling_samples"].value == 8 and meta["champion_version"].value == "3"
+    assert meta["detector_statistic"].value == 0.0 and not meta["detector_fired"].value  # still warming up
+
+
+@pytest.mark.slow
+def test_predictions_before_a_holiday_are_scored_after_it(defs, instance, history):
+    assert calendar.next_session("2006-04-13") == dt.date(2006, 4, 17)  # Good Friday
+    for day in ["2006-04-13", "2006-04-17"]:
+        assert run_daily(defs, instance, day).success
+    log = table(history, "performance_log", "target_date")
+    assert set(log["prediction_date"]) == {"2006-04-13"} and set(log["target_date"]) == {"2006-04-17"}

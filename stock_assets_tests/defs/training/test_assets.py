@@ -1,0 +1,132 @@
+"""Retraining end to end on the real stack: Dagster instance, MLflow (SQLite + local artifacts),
+Optuna (SQLite), torch. Tiny budgets from conftest."""
+
+import json
+
+import pytest
+from dagster import AssetKey
+
+from stock_assets.defs import build_definitions
+
+D1 = "2006-02-22"
+D2 = "2006-03-22"
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def retrain(defs, instance, partition, resources=None, selection=None):
+    job = defs.resolve_job_def("retraining_job")
+    return job.execute_in_process(
+        instance=instance,
+        partition_key=partition,
+        run_config=QUIET,
+        raise_on_error=False,
+        resources=resources,
+        asset_selection=selection,
+    )
+
+
+@pytest.fixture
+def defs(history):
+    return build_definitions(history)
+
+
+@pytest.fixture
+def registry(defs):
+    return defs.resources["model_registry"]
+
+
+def gate(result):
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == "promotion_gate")
+
+
+def materialized(result):
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+@pytest.mark.slow
+def test_retraining_tracks_everything_and_the_gate_judges_the_first_candidate(defs, registry, instance, history):
+    result = retrain(defs, instance, D1)
+    assert result.success  # a rejection by the gate is an outcome, not a failure
+    check = gate(result)
+    meta = {k: v.value for k, v in check.metadata.items()}
+    assert meta["partition"] == D1 and meta["candidate_version"] == "1" and meta["champion"] == "none yet"
+    assert {"candidate_mae", "champion_mae", "persistence_mae", "dm_statistic", "p_value", "n_sessions"} <= set(meta)
+    assert 0.0 <= meta["p_value"] <= 1.0 and meta["n_sessions"] >= 15
+    expected = {"scalers", "scaled_sets", "best_params", "candidate_model"}
+    assert materialized(result) == expected | ({"production_model"} if check.passed else set())
+    assert check.description.startswith("promoted" if check.passed else "rejected")
+    assert registry.alias("challenger").version == "1"
+    assert (registry.alias("champion") is not None) == check.passed
+
+    client = registry.client()
+    (run,) = client.search_runs([registry.experiment_id()], filter_string=f"tags.dagster_run_id = '{result.run_id}'")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dagster_partition"] == D1
+    metrics = set(run.data.metrics)
+    assert {"holdout_mae", "persistence_mae", "best_epoch", "val_loss", "shrinkage"} <= metrics
+    assert "persistence_directional_accuracy" not in metrics  # a flat forecast has no direction
+    assert 0.0 <= run.data.metrics["shrinkage"] <= 1.0
+    epochs = client.get_metric_history(run.info.run_id, "epoch_val_loss")
+    assert 1 <= len(epochs) <= 3
+    assert run.data.metrics["val_loss"] == min(m.value for m in epochs)  # the restored best epoch's loss
+    parent = f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    trials = client.search_runs([registry.experiment_id()], filter_string=parent)
+    assert len(trials) == 3 and {t.data.tags["optuna_state"] for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert not [r for r in client.search_runs([registry.experiment_id()]) if r.info.status == "RUNNING"]
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"preprocessing.json", "loss_curve.png"} <= artifacts
+    with open(client.download_artifacts(run.info.run_id, "preprocessing.json")) as fh:
+        preprocessing = json.load(fh)
+    assert preprocessing["tickers"] == ["AAPL", "MSFT", "IBM", "GOOG"]
+    assert preprocessing["trained_through"] == D1 and preprocessing["sequence_length"] in (5, 10)
+    assert preprocessing["shrinkage"] == pytest.approx(run.data.metrics["shrinkage"])
+
+    # The registered model loads with pickle deserialization disabled (conftest sets it) and predicts.
+    import numpy as np
+    import torch
+
+    model, pre = registry.load(registry.alias("challenger"))
+    x = np.zeros((3, pre["sequence_length"], 4, len(pre["feature_columns"])), dtype="float32")
+    assert tuple(model(torch.from_numpy(x)).shape) == (3, 4)
+
+    best = defs.resources["object_io_manager"].read("best_params", D1)
+    assert best["summary"]["n_trials"] == 3 and best["summary"]["n_complete"] >= 1
+    sets = defs.resources["object_io_manager"].read("scaled_sets", D1)
+    assert str(sets["dates"][-1]) == D1 and len(sets["dates"]) == 150
+    assert sets["train"].max() + 10 < sets["validation"].min()  # embargo of the longest sequence
+
+
+@pytest.mark.slow
+def test_a_rejection_leaves_the_champion_and_cannot_be_bypassed(defs, registry, instance):
+    assert retrain(defs, instance, D1).success
+    registry.promote("1", D1, "test")  # make v1 the champion whatever the gate said
+    # The same seeds on the same data give the same model: no improvement, so no promotion.
+    again = retrain(defs, instance, D1)
+    assert again.success
+    check = gate(again)
+    assert not check.passed and "rejected" in check.description and "MAE not below champion's" in check.description
+    assert f"p={check.metadata['p_value'].value:.3f}" in check.description
+    assert check.metadata["champion_mae"].value == pytest.approx(check.metadata["candidate_mae"].value)
+    assert "production_model" not in materialized(again)
+    assert registry.alias("champion").version == "1" and registry.alias("challenger").version == "2"
+
+    # A later run that selects only production_model cannot promote the rejected candidate.
+    later = retrain(defs, instance, D1, selection=[AssetKey("production_model")])
+    assert later.success and "production_model" not in materialized(later)
+    assert registry.alias("champion").version == "1" and registry.champion_as_of(D1).version == "1"
+
+
+@pytest.mark.slow
+def test_champion_as_of_any_date_across_two_promotions(defs, registry, instance):
+    assert retrain(defs, instance, D1).success
+    registry.promote("1", D1, "test-run")
+    assert retrain(defs, instance, D2).success
+    if registry.champion_as_of(D2).version != "2":
+        registry.promote("2", D2, "test-run")
+    assert registry.champion_as_of("2006-02-21") is None
+    assert registry.champion_as_of(D1).version == "1"
+    assert registry.champion_as_of("2006-03-21").version == "1"
+    assert registry.champion_as_of(D2).version == "2"
+    assert registry.champion_as_of("2013-01-02").version == "2"
+    assert [(p["version"], p["partition"]) for p in registry.promotions()] == [("1", D1), ("2", D2)]

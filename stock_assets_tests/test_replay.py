@@ -1,0 +1,33 @@
+"""`replay`: daily operations over past sessions, the sensor's requests and the gate's decisions."""
+
+import pytest
+
+from stock_assets.defs import build_definitions
+from stock_assets.lib import calendar
+from stock_assets.replay import replay
+from stock_assets_tests.conftest import TEST_SETTINGS
+
+
+@pytest.mark.slow
+def test_replay_serves_a_baseline_then_the_sensor_requests_a_retraining_and_the_gate_decides(instance, history):
+    # A champion older than 2 sessions is stale: the sensor must request a retraining early in the replay.
+    strict = history.model_copy(
+        update={"monitoring": TEST_SETTINGS.monitoring.model_copy(update={"max_champion_age_sessions": 2})}
+    )
+    defs = build_definitions(strict)
+    sessions = [d.isoformat() for d in calendar.sessions_between("2006-02-23", "2006-03-03")]
+    report = replay(defs, instance, sessions)
+    assert report.sessions == sessions and not report.failed_daily_runs
+    assert report.predictions_scored == 4 * (len(sessions) - 1)
+    assert report.retrainings, "the sensor should have requested a retraining"
+    first = report.retrainings[0]
+    # The baseline was promoted for 02-23; two sessions later (02-27) it is stale.
+    assert first["partition"] == "2006-02-27"
+    run = instance.get_run_by_id(first["run_id"])
+    assert run.tags["dagster/run_key"] == f"retrain-{first['partition']}"
+    assert run.tags["stock_assets/trigger"] == "retraining_sensor"
+    assert "sessions old" in run.tags["stock_assets/reason"]
+    assert first["success"] and 0.0 <= first["p_value"] <= 1.0
+    assert first["gate"].startswith("promoted" if first["promoted"] else "rejected")
+    champion = defs.resources["model_registry"].champion_as_of(sessions[-1])
+    assert (champion.kind not in ("persistence", "drift")) == first["promoted"]

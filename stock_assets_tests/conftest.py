@@ -49,6 +49,21 @@ def defs(settings):
     return build_definitions(settings)
 
 
+@pytest.fixture
+def raw_prices(settings):
+    """The `raw_prices` assets definition built from `settings`, without resources."""
+    from stock_assets_tests.helpers import assets_of
+
+    return assets_of(settings, "raw_prices")[0]
+
+
+@pytest.fixture
+def processed_features(settings):
+    from stock_assets_tests.helpers import assets_of
+
+    return assets_of(settings, "processed_features")[0]
+
+
 HISTORY_SESSIONS = 440  # 2004-08-19 .. 2006-05-18: prices and features for training and replays
 
 

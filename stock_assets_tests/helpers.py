@@ -64,3 +64,16 @@ def postgres_unavailable(url: str = POSTGRES_ADMIN_URL) -> str | None:
     except Exception as exc:
         safe = sa.engine.make_url(url).render_as_string(hide_password=True)
         return f"PostgreSQL not reachable at {safe} ({type(exc).__name__}); {POSTGRES_ENABLE_HINT}"
+
+
+def random_training_arrays(n=120, tickers=2, features=3) -> dict:
+    """Compact training sets of seeded noise, the shape `fit_model` and `run_study` take."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return {
+        "scaled_features": rng.normal(size=(n, tickers, features)).astype("float32"),
+        "scaled_targets": rng.normal(size=(n, tickers)).astype("float32"),
+        "train": np.arange(9, 80),
+        "validation": np.arange(90, 105),
+    }

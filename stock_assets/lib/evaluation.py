@@ -40,20 +40,22 @@ def predict_log_returns(model, preprocessing: dict, arrays: dict[str, np.ndarray
     return forecast_log_returns(model, preprocessing, arrays["features"], ends)
 
 
-def score_on_sessions(log_returns: np.ndarray | None, arrays: dict[str, np.ndarray], ends: np.ndarray) -> dict:
-    """Price metrics of a forecast (None = persistence) for targets at ends+1."""
+def _prices(log_returns: np.ndarray | None, arrays: dict[str, np.ndarray], ends: np.ndarray):
+    """(actual, forecast, last) closes for targets at ends+1; None forecasts persistence."""
     close = arrays["close"]
     last, actual = close[ends], close[ends + 1]
     forecast = persistence_forecast(last) if log_returns is None else predicted_close(last, log_returns)
-    return price_forecast_metrics(actual, forecast, last)
+    return actual, forecast, last
+
+
+def score_on_sessions(log_returns: np.ndarray | None, arrays: dict[str, np.ndarray], ends: np.ndarray) -> dict:
+    """Price metrics of a forecast (None = persistence) for targets at ends+1."""
+    return price_forecast_metrics(*_prices(log_returns, arrays, ends))
 
 
 def session_losses(log_returns: np.ndarray | None, arrays: dict[str, np.ndarray], ends: np.ndarray) -> np.ndarray:
     """Absolute price errors (sessions, tickers) of a forecast (None = persistence) for targets at ends+1."""
-    close = arrays["close"]
-    last, actual = close[ends], close[ends + 1]
-    forecast = persistence_forecast(last) if log_returns is None else predicted_close(last, log_returns)
-    return pointwise_errors(actual, forecast, last)["abs_error"]
+    return pointwise_errors(*_prices(log_returns, arrays, ends))["abs_error"]
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,10 @@
-import numpy as np
 import optuna
 
 from stock_assets.lib.search import SearchBudget, SearchSpace, run_study, study_summary, suggest_params
 from stock_assets.lib.training import LOSSES
+from stock_assets_tests.helpers import random_training_arrays
 
-
-def arrays(n=120, tickers=2, features=3):
-    rng = np.random.default_rng(0)
-    return {
-        "scaled_features": rng.normal(size=(n, tickers, features)).astype("float32"),
-        "scaled_targets": rng.normal(size=(n, tickers)).astype("float32"),
-        "train": np.arange(9, 80),
-        "validation": np.arange(90, 105),
-    }
+arrays = random_training_arrays
 
 
 def test_study_resumes_from_storage_and_never_reruns_finished_trials(tmp_path):

@@ -18,6 +18,7 @@ from stock_assets.lib.training import (
     set_seeds,
     train_model,
 )
+from stock_assets_tests.helpers import random_training_arrays
 
 SEQ, TICKERS, FEATURES = 4, 2, 3
 
@@ -145,14 +146,7 @@ FIT_PARAMS = {
 }
 
 
-def _fit_arrays(n=120, tickers=2, features=3):
-    rng = np.random.default_rng(0)
-    return {
-        "scaled_features": rng.normal(size=(n, tickers, features)).astype("float32"),
-        "scaled_targets": rng.normal(size=(n, tickers)).astype("float32"),
-        "train": np.arange(9, 80),
-        "validation": np.arange(90, 105),
-    }
+_fit_arrays = random_training_arrays
 
 
 def test_fit_is_reproducible_including_weight_initialisation():

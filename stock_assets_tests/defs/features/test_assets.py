@@ -11,7 +11,7 @@ from stock_assets.lib.sources import SamplePriceSource
 from stock_assets.resources.price_source import PriceSourceResource
 from stock_assets.resources.warehouse import get_warehouse
 from stock_assets_tests.conftest import TEST_SETTINGS
-from stock_assets_tests.helpers import assets_of, materialize_range, sessions_from_start
+from stock_assets_tests.helpers import materialize_range, sessions_from_start
 
 KEYS = sessions_from_start(280)  # features exist from key feature_lookback - 1 = 219 on
 FEATURE_LOOKBACK = TEST_SETTINGS.feature_lookback
@@ -20,16 +20,6 @@ PRICE_WINDOW = max_window(FEATURE_LOOKBACK)
 
 def stored(settings, table, first="0000", last="9999"):
     return get_warehouse(settings.warehouse_url).read_range(table, "date", first, last)
-
-
-@pytest.fixture
-def raw_prices(settings):
-    return assets_of(settings, "raw_prices")[0]
-
-
-@pytest.fixture
-def processed_features(settings):
-    return assets_of(settings, "processed_features")[0]
 
 
 @pytest.fixture

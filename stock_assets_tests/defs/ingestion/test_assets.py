@@ -13,23 +13,13 @@ from stock_assets.lib.sources import SamplePriceSource
 from stock_assets.resources.basket import BasketResource
 from stock_assets.resources.price_source import PriceSourceResource
 from stock_assets.resources.warehouse import get_warehouse
-from stock_assets_tests.helpers import assets_of, materialize_range, sessions_from_start
+from stock_assets_tests.helpers import materialize_range, sessions_from_start
 
 KEYS = sessions_from_start(280)
 
 
 def stored(settings, table, first="0000", last="9999"):
     return get_warehouse(settings.warehouse_url).read_range(table, "date", first, last)
-
-
-@pytest.fixture
-def raw_prices(settings):
-    return assets_of(settings, "raw_prices")[0]
-
-
-@pytest.fixture
-def processed_features(settings):
-    return assets_of(settings, "processed_features")[0]
 
 
 def test_one_partition_of_prices(settings, resources, instance, raw_prices):

@@ -116,16 +116,19 @@ def walk_forward_summary(log: pd.DataFrame) -> dict[str, float | str]:
 
     if len(log) == 0:
         return {"scored predictions": 0}
-    moved = log[log["actual_close"] != log["last_close"]]
+    # A flat forecast (persistence) calls no direction: judge only rows where both moved.
+    moved = log[(log["actual_close"] != log["last_close"]) & (log["predicted_close"] != log["last_close"])]
     hits = int(moved["direction_hit"].sum())
-    up_share = float((moved["actual_close"] > moved["last_close"]).mean())
+    up_share = float((log["actual_close"] > log["last_close"]).mean())
     p_value = binomtest(hits, len(moved), max(up_share, 1e-9), alternative="greater").pvalue if len(moved) else 1.0
     served = log.groupby("target_date")["model_kind"].first()
     baseline = served.isin(["persistence", "drift"]).mean()
     return {
         "scored predictions": len(log),
         "model MAE / persistence MAE": round(float(log["abs_error"].mean() / log["persistence_abs_error"].mean()), 4),
-        "directional accuracy": round(hits / max(len(moved), 1), 4),
+        "directional accuracy": f"{hits / len(moved):.4f} over {len(moved)} directional forecasts"
+        if len(moved)
+        else "n/a (flat forecasts call no direction)",
         "up-share (always-up accuracy)": round(up_share, 4),
         "p-value (accuracy > up-share)": round(float(p_value), 4),
         "sessions served by a baseline": f"{baseline:.0%}",

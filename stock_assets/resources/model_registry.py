@@ -57,6 +57,7 @@ class ModelRegistryResource(ConfigurableResource):
     def activate(self):
         """Point this process's MLflow at our stores (imports mlflow lazily) and return the module."""
         os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in run logs
         # MLflow's defaults (7 retries, backoff up to 120 s) make one call to a dead server take ~4
         # minutes; an explicit MLFLOW_HTTP_REQUEST_* in the environment still wins.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.http_timeout_seconds))

@@ -37,15 +37,7 @@ ui: install  ## Dagster UI + daemon on http://127.0.0.1:3000 against the demo's 
 	mkdir -p $(DAGSTER_HOME)
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-mlflow-lint: install  ## ruff: lint and formatting (what CI runs before the tests)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-
-format: install  ## apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix .
-	$(VENV)/bin/ruff format .
-
-ui: install  ## MLflow UI on http://127.0.0.1:5000 against the demo's tracking store
+mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 against the demo's tracking store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STOCK_ASSETS_HOME)/mlflow.db \
 		--default-artifact-root $(STOCK_ASSETS_HOME)/mlartifacts --host 127.0.0.1 --port 5000
 

@@ -3,6 +3,9 @@
 For each session: run `daily_job` for it, evaluate `retraining_sensor` with its cursor, and run
 the retraining it requests (the promotion gate decides whether the new model replaces the
 champion). Everything lands in the given Dagster instance and the configured stores.
+
+A drill installs a deliberately degraded champion (every forecast a fixed upward bias) at a chosen
+session, so the detector and the gate can be watched doing their job on real data.
 """
 
 from __future__ import annotations
@@ -10,7 +13,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from dagster import AssetKey, DagsterInstance, Definitions, build_sensor_context
+
+from stock_assets.resources.model_registry import ModelRef
+
+DRILL_KIND = "drill-biased"
 
 ROLLING_KEYS = (
     "rolling_samples",
@@ -33,11 +41,16 @@ class ReplayReport:
     retrainings: list[dict] = field(default_factory=list)
     last_rolling: dict = field(default_factory=dict)
     failed_daily_runs: list[str] = field(default_factory=list)
+    drill: dict = field(default_factory=dict)  # installed / caught / replaced sessions of a drill
     seconds: float = 0.0
 
     @property
     def promotions(self) -> int:
         return sum(1 for r in self.retrainings if r["promoted"])
+
+    @property
+    def fallbacks(self) -> int:
+        return sum(1 for r in self.retrainings if r["fallback"])
 
     @property
     def rejections(self) -> int:
@@ -60,15 +73,32 @@ def run_retraining(
         raise_on_error=False,
     )
     gate = next((e for e in result.get_asset_check_evaluations() if e.check_name == "promotion_gate"), None)
-    promoted = any(e.asset_key == AssetKey("production_model") for e in result.get_asset_materialization_events())
+    fallback = bool(gate is not None and gate.metadata["fallback_to_persistence"].value)
+    changed = any(e.asset_key == AssetKey("production_model") for e in result.get_asset_materialization_events())
     return {
         "partition": partition,
         "run_id": result.run_id,
         "success": result.success,
-        "promoted": promoted,
+        "promoted": changed and not fallback,  # the candidate became champion
+        "fallback": changed and fallback,  # persistence replaced a champion that lost to it
         "gate": gate.description if gate is not None else "gate not reached (see the run's logs)",
         "p_value": gate.metadata["p_value"].value if gate is not None else None,
     }
+
+
+def install_drill_champion(defs: Definitions, day: str, bias: float) -> ModelRef:
+    """Register a model whose every forecast is a `bias` log return and promote it for `day`, like
+    any champion but tagged a drill: the detector must catch it and the loop replace it."""
+    from stock_assets.defs.champions import register_constant_model
+
+    registry = defs.resources["model_registry"]
+    tickers = list(defs.resources["basket"].tickers)
+    run_id = f"drill-{day}"
+    with registry.dagster_run(run_id, day, "drill"):
+        ref = register_constant_model(registry, DRILL_KIND, np.full(len(tickers), bias), tickers, day, run_id)
+    registry.client().set_model_version_tag(registry.model_name, ref.version, "drill", f"+{bias:g} log return bias")
+    registry.promote(ref.version, day, run_id)
+    return ref
 
 
 def replay(
@@ -77,14 +107,19 @@ def replay(
     sessions: list[str],
     retraining_config: dict | None = None,
     on_session=None,
+    drill: tuple[str, float] | None = None,
 ) -> ReplayReport:
+    """Run `sessions` in order; `drill=(day, bias)` installs a biased champion before `day`'s run."""
     report = ReplayReport()
     started = time.perf_counter()
     sensor = defs.resolve_sensor_def("retraining_sensor")
     daily = defs.resolve_job_def("daily_job")
     cursor = None
     seen_run_keys: set[str] = set()
+    registry = defs.resources["model_registry"]
     for day in sessions:
+        if drill and day == drill[0]:
+            report.drill = {"installed": day, "model": install_drill_champion(defs, day, drill[1]).label}
         result = daily.execute_in_process(instance=instance, partition_key=day, run_config=QUIET, raise_on_error=False)
         report.sessions.append(day)
         if not result.success:
@@ -103,6 +138,12 @@ def replay(
             seen_run_keys.add(request.run_key)
             tags = {**request.tags, "dagster/run_key": request.run_key}
             report.retrainings.append(run_retraining(defs, instance, request.partition_key, retraining_config, tags))
+            if report.drill and "caught" not in report.drill:
+                report.drill["caught"] = f"{day} ({request.tags.get('stock_assets/reason', '')})"
+        if report.drill and "caught" in report.drill and "replaced" not in report.drill:
+            champion = registry.champion_as_of(day)
+            if champion is not None and champion.kind != DRILL_KIND:
+                report.drill["replaced"] = f"{champion.partition} by {champion.label}"
         if on_session:
             on_session(day, report)
     report.seconds = time.perf_counter() - started

@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from stock_assets.lib.calendar import EARLIEST_SESSION
 
@@ -26,6 +28,14 @@ DEFAULT_SETTINGS_FILE = Path(__file__).with_name("settings.yaml")
 # (a test keeps the two equal).
 ARCHITECTURE_NAMES = ("lstm", "lstm_attention", "ticker_attention", "pooled_lstm")
 _TICKER = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^]{0,14}$")
+# Settings that may carry a password: read from the environment only, and handed to resources as
+# the variable's name (docs/decisions.md, "Settings and policies"). MLflow's own MLFLOW_TRACKING_URI
+# counts as the tracking URI's variable when STOCK_ASSETS_MLFLOW_TRACKING_URI is not set.
+SECRET_SETTINGS = {
+    "database_url": (ENV_PREFIX + "DATABASE_URL",),
+    "optuna_storage": (ENV_PREFIX + "OPTUNA_STORAGE",),
+    "mlflow_tracking_uri": (ENV_PREFIX + "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+}
 
 
 class SettingsError(ValueError):
@@ -100,6 +110,8 @@ class Settings(_Section):
     yfinance: YFinanceSettings = YFinanceSettings()
     training: TrainingSettings = TrainingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    # {setting: (environment variable, value read from it)}, filled by load_settings().
+    _env_sources: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
 
     @field_validator("tickers", mode="before")
     @classmethod
@@ -134,6 +146,15 @@ class Settings(_Section):
         if self.source == "csv" and self.csv_path is None:
             raise ValueError("source 'csv' needs csv_path (a file or a directory of *.csv)")
         return self
+
+    def env_var_for(self, key: str) -> str | None:
+        """The environment variable that `key`'s current value was read from, else None.
+
+        Resources receive such values as `dagster.EnvVar(name)`, so Dagster stores the variable's
+        name, never the URL and its password, in job snapshots and run storage. A value set in
+        code (tests, scripts) has no variable and is passed as it is."""
+        name, value = self._env_sources.get(key, (None, None))
+        return name if name is not None and getattr(self, key) == value else None
 
     # Derived locations: everything embedded lives under `home`.
     @property
@@ -174,6 +195,39 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def _env_sources(environ: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """{secret setting: (the variable it comes from, its value)} for those set in `environ`."""
+    sources = {}
+    for key, names in SECRET_SETTINGS.items():
+        name = next((n for n in names if n in environ), None)
+        if name is not None:
+            sources[key] = (name, environ[name])
+    return sources
+
+
+def _has_password(url: Any) -> bool:
+    try:
+        return bool(urlsplit(str(url)).password)
+    except ValueError:
+        return False
+
+
+def _check_home(home: Path, path: Path, environ: dict[str, str]) -> None:
+    """`home` must be a directory this process can write: fail at load time, not mid-run."""
+    where = home.expanduser().resolve()
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as exc:
+        source = f"env {ENV_PREFIX}HOME" if ENV_PREFIX + "HOME" in environ else f"file {path}"
+        raise SettingsError(
+            f"invalid stock_assets settings:\n  home: cannot create or write {where} "
+            f"({exc.strerror or exc}; from {source}). Point home (settings file) or {ENV_PREFIX}HOME at a "
+            "writable directory: the warehouse, MLflow, Optuna and object stores live there"
+        ) from None
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
@@ -193,8 +247,15 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise SettingsError(f"settings file {path} must hold a mapping of keys, got {type(raw).__name__}")
+    in_file = [key for key in SECRET_SETTINGS if _has_password(raw.get(key))]
+    if in_file:
+        raise SettingsError(
+            f"settings file {path}: {in_file} hold a password; remove them from the file and set "
+            + ", ".join(SECRET_SETTINGS[key][0] for key in in_file)
+            + " in the environment instead (secrets never go in the settings file)"
+        )
     try:
-        return Settings.model_validate(_merge(raw, _env_overrides(environ)))
+        settings = Settings.model_validate(_merge(raw, _env_overrides(environ)))
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -202,3 +263,6 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
             env = ENV_PREFIX + "__".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
             lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r}; file {path} or env {env})")
         raise SettingsError("invalid stock_assets settings:\n" + "\n".join(lines)) from None
+    _check_home(settings.home, path, environ)
+    settings._env_sources = _env_sources(environ)
+    return settings

@@ -68,6 +68,7 @@ class GateVerdict:
     dm_statistic: float  # against the stronger of champion and persistence
     p_value: float
     n_sessions: int
+    champion_worse_than_persistence: bool = False  # the naive forecast beat the champion on these sessions
 
 
 def gate_decision(
@@ -95,6 +96,9 @@ def gate_decision(
     test = tests[strongest]
     compared = ", ".join(f"{name} {mae:.4f}" for name, mae in maes.items())
     passed = not reasons
+    champion_lost = champion is not None and maes["champion"] > maes["persistence"]
+    if not passed and champion_lost:
+        reasons.append("the champion's MAE is above persistence's, so persistence takes over")
     outcome = "promoted" if passed else "rejected: " + "; ".join(reasons)
     verdict = (
         f"{outcome} (MAE {compared}; DM vs {strongest} {test.statistic:+.2f}, p={test.p_value:.3f}, "
@@ -109,4 +113,5 @@ def gate_decision(
         dm_statistic=float(test.statistic),
         p_value=float(test.p_value),
         n_sessions=int(test.n_sessions),
+        champion_worse_than_persistence=champion_lost,
     )

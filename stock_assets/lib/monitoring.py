@@ -108,29 +108,44 @@ class AbsoluteGuards:
         return "; ".join(reasons) or None
 
 
+FAMILIES = ("baseline", "LSTM", "drill")
+
+
+def served_by(kind: str) -> str:
+    """The family of a model kind: a baseline, a drill's deliberately degraded model, or an LSTM."""
+    if kind in ("persistence", "drift"):
+        return "baseline"
+    return "drill" if str(kind).startswith("drill") else "LSTM"
+
+
 def walk_forward_summary(log: pd.DataFrame) -> dict[str, float | str]:
     """The honest scorecard of served forecasts over a replay: skill against persistence on the same
-    rows, directional accuracy against the share of up moves (what "always up" scores) with a
-    one-sided binomial p-value, and the share of sessions each kind of model served."""
+    rows with a Diebold-Mariano p-value (per-session differentials), directional accuracy against the
+    share of up moves (what "always up" scores) with a one-sided binomial p-value, and the share of
+    sessions each family of model served."""
     from scipy.stats import binomtest
+
+    from stock_assets.lib.significance import diebold_mariano
 
     if len(log) == 0:
         return {"scored predictions": 0}
+    by_session = log.groupby("target_date")[["abs_error", "persistence_abs_error"]].mean()
+    dm = diebold_mariano((by_session["abs_error"] - by_session["persistence_abs_error"]).to_numpy())
     # A flat forecast (persistence) calls no direction: judge only rows where both moved.
     moved = log[(log["actual_close"] != log["last_close"]) & (log["predicted_close"] != log["last_close"])]
     hits = int(moved["direction_hit"].sum())
     up_share = float((log["actual_close"] > log["last_close"]).mean())
     p_value = binomtest(hits, len(moved), max(up_share, 1e-9), alternative="greater").pvalue if len(moved) else 1.0
-    served = log.groupby("target_date")["model_kind"].first()
-    baseline = served.isin(["persistence", "drift"]).mean()
+    served = log.groupby("target_date")["model_kind"].first().map(served_by).value_counts(normalize=True)
     return {
+        "scored sessions": len(by_session),
         "scored predictions": len(log),
         "model MAE / persistence MAE": round(float(log["abs_error"].mean() / log["persistence_abs_error"].mean()), 4),
+        "p-value (model MAE < persistence)": round(float(dm.p_value), 4),
         "directional accuracy": f"{hits / len(moved):.4f} over {len(moved)} directional forecasts"
         if len(moved)
         else "n/a (flat forecasts call no direction)",
         "up-share (always-up accuracy)": round(up_share, 4),
         "p-value (accuracy > up-share)": round(float(p_value), 4),
-        "sessions served by a baseline": f"{baseline:.0%}",
-        "sessions served by an LSTM": f"{1 - baseline:.0%}",
+        **{f"sessions served by {family}": f"{served.get(family, 0.0):.0%}" for family in FAMILIES},
     }

@@ -4,6 +4,8 @@ One MLflow run per Dagster run: each step finds the run tagged with its Dagster 
 convention of dagster-mlflow's `mlflow_tracking`), resumes it, and ends it when the step ends, so
 no MLflow run is ever left RUNNING and two Dagster runs never share one. Promotions are recorded
 as version tags, so "the champion as of D" is answerable for any past D.
+
+Models are loaded without MLflow's loader and never unpickled (docs/decisions.md, "Never unpickle").
 """
 
 from __future__ import annotations
@@ -12,18 +14,42 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PREPROCESSING_FILE = "preprocessing.json"
 PIP_REQUIREMENTS = ["torch==2.13.0", "numpy"]
+# What `mlflow.pytorch.log_model(serialization_format="pt2")` writes under the model's artifacts:
+# the MLmodel file and data/model.pt2. Anything else in data/ was not written by this project.
+MLMODEL_FILE = "MLmodel"
+PROGRAM_FILE = "model.pt2"
 
 
 class ModelRegistryUnavailableError(RuntimeError):
     """The MLflow tracking server / registry cannot be reached; the message names it."""
+
+
+class ModelArtifactError(RuntimeError):
+    """A registered model's artifacts are missing, corrupt or not a pickle-free pt2 program; the
+    message names the model name and version and what to run instead."""
+
+
+def masked_uri(uri: str) -> str:
+    """`uri` with its password (if any) replaced by ***, for messages and metadata."""
+    try:
+        parts = urlsplit(uri)
+        if not parts.password:
+            return uri
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", uri)
 
 
 @dataclass(frozen=True)
@@ -54,8 +80,15 @@ class ModelRegistryResource(ConfigurableResource):
     http_max_retries: int = 2
 
     # --- tracking -------------------------------------------------------------------------
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI, also when the resource is used outside a run (scripts, replays): Dagster
+        resolves an `EnvVar` field only when it initialises the resource for a run."""
+        uri = self.tracking_uri
+        return uri.get_value() if isinstance(uri, EnvVar) else uri
+
     def activate(self):
         """Point this process's MLflow at our stores (imports mlflow lazily) and return the module."""
+        # Our own loader never unpickles whatever this says (`load`); this covers MLflow's other paths.
         os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in run logs
         # MLflow's defaults (7 retries, backoff up to 120 s) make one call to a dead server take ~4
@@ -64,15 +97,17 @@ class ModelRegistryResource(ConfigurableResource):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.http_max_retries))
         import mlflow
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        uri = self.resolved_tracking_uri()
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
         return mlflow
 
     def client(self):
         from mlflow import MlflowClient
 
         self.activate()
-        return MlflowClient(self.tracking_uri, self.tracking_uri)
+        uri = self.resolved_tracking_uri()
+        return MlflowClient(uri, uri)
 
     def experiment_id(self) -> str:
         client = self.client()
@@ -98,12 +133,16 @@ class ModelRegistryResource(ConfigurableResource):
         except MlflowException as exc:
             detail = str(exc) if len(str(exc)) <= 300 else "..." + str(exc)[-240:]  # the tail names the cause
             raise ModelRegistryUnavailableError(
-                f"MLflow tracking server {self.tracking_uri} unreachable or failing ({detail}). Start it or fix "
+                f"MLflow tracking server {masked_uri(self.resolved_tracking_uri())} unreachable or failing "
+                f"({detail}). Start it or fix "
                 f"MLFLOW_TRACKING_URI (settings mlflow_tracking_uri), then rerun {job_name} for {partition}; "
                 "nothing was logged, registered or promoted by this step."
             ) from exc
         if mlflow.active_run() is not None:
             mlflow.end_run()
+        # Nested runs (baselines, drills) then land in this experiment too, not in MLflow's default
+        # experiment, whose embedded artifact root is ./mlruns of the working directory.
+        mlflow.set_experiment(experiment_id=experiment_id)
         if runs:
             run = mlflow.start_run(run_id=runs[0].info.run_id)
         else:
@@ -155,9 +194,11 @@ class ModelRegistryResource(ConfigurableResource):
         return ModelRef(self.model_name, version, run_id, partition, preprocessing["kind"])
 
     def run_url(self, run_id: str) -> str:
-        if self.tracking_uri.startswith("http"):
-            return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id()}/runs/{run_id}"
-        return f"mlflow run {run_id} in {self.tracking_uri} (open with `make mlflow-ui`)"
+        """Where to look at a run; shown in asset metadata, so never with a password."""
+        uri = masked_uri(self.resolved_tracking_uri())
+        if uri.startswith("http"):
+            return f"{uri.rstrip('/')}/#/experiments/{self.experiment_id()}/runs/{run_id}"
+        return f"mlflow run {run_id} in {uri} (open with `make mlflow-ui`)"
 
     # --- registry -------------------------------------------------------------------------
     def alias(self, alias: str) -> ModelRef | None:
@@ -213,11 +254,82 @@ class ModelRegistryResource(ConfigurableResource):
         return entry
 
     def load(self, ref: ModelRef):
-        """The exported (pt2) model and its plain-JSON preprocessing; never unpickles."""
-        import mlflow.pytorch
+        """The exported (pt2) program and its plain-JSON preprocessing; never unpickles.
 
-        self.activate()
-        model = mlflow.pytorch.load_model(ref.uri)
-        local = self.client().download_artifacts(ref.run_id, PREPROCESSING_FILE)
-        with open(local) as fh:
-            return model, json.load(fh)
+        MLflow's loader is not used: it unpickles a `model.pth` found beside the program, or skips
+        its pickle check on the program, whenever MLFLOW_ALLOW_PICKLE_DESERIALIZATION is true. Here
+        the artifacts must be exactly what `log_model` wrote, the archive is checked pickle-free
+        (MLflow's own validator, always run) and only then read by `torch.export.load`, which would
+        otherwise unpickle the weights and sample inputs it holds."""
+        from mlflow.exceptions import MlflowException
+
+        mlflow = self.activate()
+        try:
+            root = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri))
+            preprocessing_path = self.client().download_artifacts(ref.run_id, PREPROCESSING_FILE)
+        except (MlflowException, OSError) as exc:
+            raise self._artifact_error(ref, f"its artifacts cannot be read ({_short(exc)})") from None
+        program = self._program_path(ref, root)
+        try:
+            from mlflow.pytorch import _validate_pt2_archive_is_pickle_free
+        except ImportError:  # fail closed if MLflow moves its validator
+            raise self._artifact_error(ref, "this MLflow has no pt2 archive validator, so it is not loaded") from None
+        try:
+            _validate_pt2_archive_is_pickle_free(str(program))
+        except MlflowException as exc:
+            found = re.search(r"record '([^']+)'", str(exc))
+            record = found.group(1) if found else PROGRAM_FILE
+            what = "not a pt2 (zip) archive" if record == PROGRAM_FILE else f"its record {record} is not pickle-free"
+            raise self._artifact_error(ref, f"data/{PROGRAM_FILE} is corrupt ({what})") from None
+        import torch
+
+        try:
+            model = torch.export.load(str(program)).module()
+            with open(preprocessing_path) as fh:
+                preprocessing = json.load(fh)
+        except Exception as exc:  # torch raises many kinds on a damaged archive
+            raise self._artifact_error(ref, f"its artifacts are corrupt ({_short(exc)})") from None
+        return model, preprocessing
+
+    def _program_path(self, ref: ModelRef, root: Path) -> Path:
+        """data/model.pt2 under the model's artifacts, after checking the layout `log_model` writes."""
+        import yaml
+
+        try:
+            flavors = yaml.safe_load((root / MLMODEL_FILE).read_text())["flavors"]
+            data = root / flavors["pytorch"]["model_data"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+            raise self._artifact_error(
+                ref, f"its {MLMODEL_FILE} file is missing or unreadable ({_short(exc)})"
+            ) from None
+        program = data / PROGRAM_FILE
+        if not program.is_file():
+            raise self._artifact_error(ref, f"its program {data.name}/{PROGRAM_FILE} is missing")
+        stray = sorted(str(p.relative_to(root)) for p in data.rglob("*") if p.is_file() and p != program)
+        if stray:
+            raise self._artifact_error(
+                ref, f"its artifacts hold files this project never writes ({', '.join(stray)}); refused as tampered"
+            )
+        return program
+
+    def _artifact_error(self, ref: ModelRef, problem: str) -> ModelArtifactError:
+        """Names the model name and version and the two ways out: re-promote or retrain."""
+        trained_for, earlier = ref.partition, []
+        with contextlib.suppress(Exception):  # best effort: the registry may be what is broken
+            tags = self.client().get_model_version(ref.name, ref.version).tags or {}
+            trained_for = tags.get("trained_for_partition") or trained_for
+            earlier = sorted({h["version"] for h in self.promotions() if h["version"] != ref.version}, key=int)
+        partition = ref.partition or trained_for or "<partition>"
+        candidates = f" (promoted before: {', '.join('v' + v for v in earlier[-3:])})" if earlier else ""
+        return ModelArtifactError(
+            f"model {ref.name} version {ref.version} (run {ref.run_id}"
+            + (f", trained for {trained_for}" if trained_for else "")
+            + f"): {problem}. It cannot be served or scored. Fix: re-promote an earlier version{candidates} for "
+            f"{partition} (ModelRegistryResource.promote(<version>, '{partition}', <note>)), or retrain: launch "
+            f"retraining_job for partition {trained_for or partition}."
+        )
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 
 LEDGER = "_stock_assets_partitions"
 
@@ -236,4 +236,6 @@ class WarehouseResource(ConfigurableResource):
     database_url: str
 
     def get(self) -> Warehouse:
-        return get_warehouse(self.database_url)
+        # An `EnvVar` field is resolved by Dagster only for runs; scripts use the resource directly.
+        url = self.database_url
+        return get_warehouse(url.get_value() if isinstance(url, EnvVar) else url)

@@ -50,6 +50,18 @@ def test_beating_a_weak_champion_is_not_enough_when_persistence_is_stronger():
     verdict = gate_decision(candidate, champion, persistence, alpha=0.10)
     assert not verdict.passed and "MAE not below persistence's" in verdict.verdict
     assert "DM vs persistence" in verdict.verdict  # the stronger rival is the one reported
+    assert verdict.champion_worse_than_persistence and "persistence takes over" in verdict.verdict
+
+
+def test_a_champion_at_least_as_good_as_persistence_holds_after_a_rejection():
+    persistence, base = losses()
+    champion, _ = losses(0.97, base)
+    candidate, _ = losses(1.0, base)
+    verdict = gate_decision(candidate, champion, persistence, alpha=0.10)
+    assert not verdict.passed and not verdict.champion_worse_than_persistence
+    assert "persistence takes over" not in verdict.verdict
+    tied = gate_decision(candidate, persistence, persistence, alpha=0.10)  # a persistence champion never yields
+    assert not tied.champion_worse_than_persistence
 
 
 def test_non_finite_candidates_are_rejected():

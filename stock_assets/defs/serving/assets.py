@@ -14,6 +14,7 @@ from dagster import (
     asset,
 )
 
+from stock_assets.defs.champions import promote_better_baseline
 from stock_assets.lib import calendar
 from stock_assets.lib.indicators import FEATURE_COLUMNS
 from stock_assets.resources.basket import BasketResource
@@ -127,46 +128,3 @@ def predict_next_session(
         }
     )
     return frame
-
-
-def promote_better_baseline(context, day: str, basket, warehouse, model_registry, training_window: int):
-    """Register persistence and drift fitted on the training window ending at `day` and promote the
-    one with the lower MAE on the window's last 15% (drift fitted on the rest), so predictions never
-    wait for a first retraining (docs/decisions.md, "Baselines are champions")."""
-    import numpy as np
-
-    from stock_assets.lib.baselines import BASELINES, ConstantForecast, baseline_log_returns, baseline_preprocessing
-    from stock_assets.lib.datasets import HOLDOUT_FRACTION
-
-    first = basket.clip(calendar.offset_session(day, -(training_window - 1)).isoformat())
-    prices = warehouse.get().read_range("raw_prices", "date", first, day)
-    tickers = list(basket.tickers)
-    close = prices.pivot(index="date", columns="ticker", values="adj_close").reindex(columns=tickers).dropna()
-    if len(close) < 20:
-        raise Failure(description=f"only {len(close)} sessions of prices up to {day}: backfill raw_prices first")
-    values = close.to_numpy(dtype=np.float64)
-    split = len(values) - max(2, int(len(values) * HOLDOUT_FRACTION))
-    realised = np.diff(np.log(values[split - 1 :]), axis=0)
-    maes = {
-        kind: float(np.mean(np.abs(np.expm1(realised) - np.expm1(baseline_log_returns(kind, values[:split])))))
-        for kind in BASELINES
-    }
-    refs = {}
-    with model_registry.dagster_run(context.run_id, day, context.job_name):
-        mlflow = model_registry.activate()
-        for kind in BASELINES:
-            model = ConstantForecast(baseline_log_returns(kind, values))
-            pre = baseline_preprocessing(kind, tickers, FEATURE_COLUMNS, day)
-            example = np.zeros((2, 1, len(tickers), len(FEATURE_COLUMNS)), dtype=np.float32)
-            with mlflow.start_run(nested=True, run_name=f"baseline-{kind}-{day}"):  # one model per run
-                mlflow.log_metric("selection_relative_mae", maes[kind])
-                refs[kind] = model_registry.log_model(model, pre, example, day, context.run_id)
-    best = min(BASELINES, key=lambda kind: (maes[kind], kind != "persistence"))
-    model_registry.promote(refs[best].version, day, context.run_id)
-    context.log.info(
-        f"no champion as of {day}: promoted the {best} baseline {refs[best].label} "
-        f"(relative MAE on the last {len(realised)} sessions: "
-        + ", ".join(f"{k} {v:.5f}" for k, v in maes.items())
-        + ")"
-    )
-    return model_registry.champion_as_of(day)

@@ -23,11 +23,12 @@ from dagster import (
     multi_asset,
 )
 
+from stock_assets.defs.champions import fall_back_to_persistence
 from stock_assets.defs.plots import line_plot, markdown_image
 from stock_assets.defs.training.config import build_training_configs
 from stock_assets.lib.indicators import FEATURE_COLUMNS
 from stock_assets.resources.basket import BasketResource
-from stock_assets.resources.model_registry import CHALLENGER, ModelRegistryResource
+from stock_assets.resources.model_registry import CHALLENGER, ModelRef, ModelRegistryResource
 from stock_assets.resources.optuna_storage import OptunaStorageResource
 from stock_assets.settings import Settings
 
@@ -139,8 +140,9 @@ def build_training_assets(settings: Settings, partitions: PartitionsDefinition) 
         output_required=False,
     )
     def production_model(context: AssetExecutionContext, candidate_model: dict, model_registry: ModelRegistryResource):
-        """The promotion made as of D: alias `champion` moved to the candidate that passed the gate.
-        Not materialized when the gate rejected the candidate; refuses without an evaluation of it."""
+        """The promotion made as of D: alias `champion` moved to the candidate that passed the gate, or
+        to persistence when the gate found the champion worse than it. Not materialized when the gate
+        rejected the candidate and the champion holds; refuses without an evaluation of it."""
         yield from promote_candidate(context, candidate_model, model_registry)
 
     return [training_datasets, best_params, candidate_model, production_model]
@@ -259,6 +261,7 @@ def fit_candidate(context, config, scaled_sets: dict, scalers: dict, best_params
     return {
         "name": model_registry.model_name,
         "version": ref.version,
+        "tickers": preprocessing["tickers"],
         "run_id": run_id,
         "model_uri": ref.uri,
         "partition": partition,
@@ -273,7 +276,8 @@ def fit_candidate(context, config, scaled_sets: dict, scalers: dict, best_params
 def promote_candidate(context, candidate_model: dict, model_registry):
     """Move `champion` to the candidate if, and only if, the latest gate evaluation passed for it.
 
-    A rejection by the gate is a normal outcome: nothing is materialized and the run succeeds. With
+    A rejection by the gate is a normal outcome: nothing is materialized and the run succeeds, unless
+    the gate found the champion worse than persistence: then persistence is promoted. With
     no evaluation of this candidate at all (e.g. only this asset selected), promotion is refused.
     """
     partition = context.partition_key
@@ -287,24 +291,36 @@ def promote_candidate(context, candidate_model: dict, model_registry):
             description=f"promotion refused: no promotion_gate evaluation of candidate v{candidate_model['version']} "
             f"for {partition}. Run retraining_job for {partition} so the gate evaluates it."
         )
-    if not evaluation.passed:
-        context.log.info(f"candidate v{candidate_model['version']} {meta.get('verdict', 'rejected')}")
-        return
+    context.log.info(f"candidate v{candidate_model['version']} {meta.get('verdict', 'rejected')}")
     previous = model_registry.champion_as_of(partition)
-    entry = model_registry.promote(candidate_model["version"], partition, context.run_id)
+    if evaluation.passed:
+        entry = model_registry.promote(candidate_model["version"], partition, context.run_id)
+        champion = ModelRef(
+            candidate_model["name"],
+            candidate_model["version"],
+            candidate_model["run_id"],
+            partition,
+            candidate_model["params"]["architecture"],
+        )
+    elif meta.get("fallback_to_persistence"):
+        champion = fall_back_to_persistence(context, partition, candidate_model["tickers"], model_registry)
+        entry = model_registry.promotions()[-1]
+    else:
+        return
     context.add_output_metadata(
         {
-            "champion": f"{candidate_model['name']} v{candidate_model['version']}",
+            "champion": champion.label,
             "replaced": previous.label if previous else "none (first champion)",
             "gate": meta.get("verdict", ""),
+            "fallback_to_persistence": not evaluation.passed,
             "promotion_history": MetadataValue.json(model_registry.promotions()),
         }
     )
     yield Output(
         {
-            "name": candidate_model["name"],
-            "version": candidate_model["version"],
-            "run_id": candidate_model["run_id"],
+            "name": champion.name,
+            "version": champion.version,
+            "run_id": champion.run_id,
             "replaced_version": previous.version if previous else None,
             "partition": partition,
             **entry,

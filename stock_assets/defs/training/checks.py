@@ -25,7 +25,8 @@ def _candidate(model_registry: ModelRegistryResource, candidate: dict):
     description="Re-scores candidate, champion-as-of-D and persistence on D's holdout sessions; passes only when the "
     "candidate's MAE is below both and a one-sided Diebold-Mariano test (HAC variance, Harvey-Leybourne-Newbold "
     "correction) finds the improvement significant at alpha. A rejection is a normal outcome (WARN): the champion "
-    "stays and production_model is not materialized.",
+    "stays and production_model is not materialized, unless the champion's MAE is above persistence's: then "
+    "persistence becomes the champion.",
 )
 def promotion_gate(
     context: AssetCheckExecutionContext,
@@ -53,6 +54,11 @@ def promotion_gate(
         except ValueError as exc:  # a different basket or feature set: it cannot serve this data anyway
             champion_note = f"{champion_ref.label} not comparable: {exc}"
     gate = gate_decision(candidate, champion, persistence, promotion_policy.alpha)
+    # A rejected candidate leaves the champion in place unless the champion itself lost to
+    # persistence (or cannot serve this basket): then persistence takes over
+    # (docs/decisions.md, "The promotion gate").
+    champion_lost = champion is None or gate.champion_worse_than_persistence
+    fallback = not gate.passed and champion_ref is not None and champion_lost
     rows = [("candidate", gate.candidate_mae), ("champion", gate.champion_mae), ("persistence", gate.persistence_mae)]
     table = "| model | holdout MAE |\n|---|---|\n" + "\n".join(f"| {n} | {m:.4f} |" for n, m in rows)
     dates = scaled_sets["dates"]
@@ -75,6 +81,7 @@ def promotion_gate(
             "p_value": gate.p_value,
             "alpha": promotion_policy.alpha,
             "n_sessions": gate.n_sessions,
+            "fallback_to_persistence": fallback,
         },
     )
 

@@ -107,8 +107,14 @@ def test_a_rejection_leaves_the_champion_and_cannot_be_bypassed(defs, registry, 
     check = gate(again)
     assert not check.passed and "rejected" in check.description and "MAE not below champion's" in check.description
     assert f"p={check.metadata['p_value'].value:.3f}" in check.description
-    assert check.metadata["champion_mae"].value == pytest.approx(check.metadata["candidate_mae"].value)
-    assert "production_model" not in materialized(again)
+    meta = {k: v.value for k, v in check.metadata.items()}
+    assert meta["champion_mae"] == pytest.approx(meta["candidate_mae"])
+    if meta["champion_mae"] > meta["persistence_mae"]:  # v1 lost to the naive forecast: persistence serves
+        assert meta["fallback_to_persistence"] and "persistence takes over" in check.description
+        assert "production_model" in materialized(again)
+        assert registry.alias("champion").kind == "persistence" and registry.champion_as_of(D1).kind == "persistence"
+        return
+    assert not meta["fallback_to_persistence"] and "production_model" not in materialized(again)
     assert registry.alias("champion").version == "1" and registry.alias("challenger").version == "2"
 
     # A later run that selects only production_model cannot promote the rejected candidate.
@@ -130,3 +136,24 @@ def test_champion_as_of_any_date_across_two_promotions(defs, registry, instance)
     assert registry.champion_as_of(D2).version == "2"
     assert registry.champion_as_of("2013-01-02").version == "2"
     assert [(p["version"], p["partition"]) for p in registry.promotions()] == [("1", D1), ("2", D2)]
+
+
+@pytest.mark.slow
+def test_a_champion_worse_than_persistence_is_replaced_even_when_the_candidate_is_rejected(defs, registry, instance):
+    from stock_assets.replay import DRILL_KIND, install_drill_champion
+
+    drill = install_drill_champion(defs, D1, bias=0.05)  # every forecast +5%: far worse than persistence
+    result = retrain(defs, instance, D1)
+    assert result.success
+    check = gate(result)
+    meta = {k: v.value for k, v in check.metadata.items()}
+    assert meta["champion"].startswith(f"{drill.label}, promoted for {D1}")
+    assert meta["champion_mae"] > 1.5 * meta["persistence_mae"]
+    assert "production_model" in materialized(result)
+    champion = registry.champion_as_of(D1)
+    assert champion.kind != DRILL_KIND and registry.alias("champion").version == champion.version
+    if check.passed:  # the candidate beat both significantly: it serves
+        assert champion.version == meta["candidate_version"]
+    else:
+        assert meta["fallback_to_persistence"] and champion.kind == "persistence"
+        assert "persistence takes over" in check.description

@@ -1,0 +1,50 @@
+#!/bin/sh
+# Entrypoint of every stock_assets container (the app image's ENTRYPOINT; the postgres service runs
+# it before the image's own entrypoint): refuses to start while a password is empty or still the
+# change-me placeholder of docker/.env.example, then runs the container's command.
+#
+# Checked when set: the *_PASSWORD variables below and the password inside the database URLs.
+# Values are never printed.
+set -eu
+
+PASSWORD_VARS="POSTGRES_PASSWORD APP_DB_PASSWORD DAGSTER_PG_PASSWORD"
+URL_VARS="STOCK_ASSETS_DATABASE_URL STOCK_ASSETS_OPTUNA_STORAGE MLFLOW_BACKEND_STORE_URI MLFLOW_TRACKING_URI"
+
+refused=""
+
+placeholder() {  # $1: a password
+  case "$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')" in
+    "" | *change-me* | *changeme*) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+for name in $PASSWORD_VARS; do
+  eval "set_=\${$name+x}"
+  [ -n "$set_" ] || continue
+  eval "value=\$$name"
+  if placeholder "$value"; then refused="$refused $name"; fi
+done
+
+for name in $URL_VARS; do
+  eval "set_=\${$name+x}"
+  [ -n "$set_" ] || continue
+  eval "value=\$$name"
+  rest=${value#*://}
+  authority=${rest%%/*}
+  case "$authority" in *@*) ;; *) continue ;; esac  # no user info: nothing secret in it
+  userinfo=${authority%@*}
+  case "$userinfo" in *:*) ;; *) continue ;; esac
+  if placeholder "${userinfo#*:}"; then refused="$refused $name"; fi
+done
+
+if [ -n "$refused" ]; then
+  for name in $refused; do
+    echo "check-secrets: $name holds an empty password or the change-me placeholder." >&2
+  done
+  echo "check-secrets: set real passwords in docker/.env (e.g. \`openssl rand -hex 24\`), then" \
+       "recreate the containers; not starting." >&2
+  exit 64
+fi
+
+exec "$@"

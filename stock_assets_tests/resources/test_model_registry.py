@@ -1,0 +1,166 @@
+"""`ModelRegistryResource.load` on a real MLflow store (SQLite + local artifacts): it loads the pt2
+program it logged, never unpickles whatever MLFLOW_ALLOW_PICKLE_DESERIALIZATION says, and a
+missing or corrupt artifact is an error naming the model, the version and what to run."""
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stock_assets.resources.model_registry import ModelArtifactError, ModelRef
+
+TICKERS = ["AAPL", "MSFT"]
+FIRST, SECOND = "2010-01-04", "2010-02-01"
+
+
+class Plant:
+    """A malicious pickle: unpickling it creates `marker` (any code could run instead)."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def log_constant(registry, log_returns, partition: str) -> ModelRef:
+    """Log and register a constant forecaster the way every model is logged, and promote it."""
+    from stock_assets.lib.baselines import ConstantForecast, baseline_preprocessing
+    from stock_assets.lib.indicators import FEATURE_COLUMNS
+
+    run_id = f"run-{partition}"
+    pre = baseline_preprocessing("drift", TICKERS, FEATURE_COLUMNS, partition)
+    example = np.zeros((2, 1, len(TICKERS), len(FEATURE_COLUMNS)), dtype=np.float32)
+    with registry.dagster_run(run_id, partition, "test"):
+        ref = registry.log_model(ConstantForecast(np.asarray(log_returns)), pre, example, partition, run_id)
+    registry.promote(ref.version, partition, run_id)
+    return registry.champion_as_of(partition)
+
+
+@pytest.fixture
+def registry(resources):
+    return resources["model_registry"]
+
+
+@pytest.fixture
+def champion(registry) -> ModelRef:
+    """v1 promoted for FIRST, v2 (the one the tests break) for SECOND."""
+    log_constant(registry, [0.001, -0.002], FIRST)
+    return log_constant(registry, [0.003, 0.004], SECOND)
+
+
+def model_dir(registry, ref: ModelRef) -> Path:
+    """The model's artifact folder as MLflow wrote it (MLmodel, data/model.pt2, ...)."""
+    import mlflow
+
+    registry.activate()
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri))
+
+
+def test_loads_the_exported_program_and_its_preprocessing(registry, champion):
+    import torch
+
+    assert (champion.version, champion.partition) == ("2", SECOND)
+    root = model_dir(registry, champion)
+    assert sorted(str(p.relative_to(root)) for p in (root / "data").rglob("*")) == ["data/model.pt2"]
+    model, pre = registry.load(champion)
+    out = model(torch.zeros((3, 1, len(TICKERS), len(pre["feature_columns"]))))
+    assert out.shape == (3, 2) and np.allclose(out.numpy(), [0.003, 0.004])
+    assert pre["tickers"] == TICKERS and pre["trained_through"] == SECOND
+
+
+def test_a_planted_pickle_never_runs_even_when_mlflow_would_allow_it(registry, champion, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    marker = tmp_path / "pwned"
+    data = model_dir(registry, champion) / "data"
+    # Where MLflow's pickle loader looks: a model.pth (and its pickle module) beside the program.
+    (data / "model.pth").write_bytes(pickle.dumps(Plant(marker)))
+    (data / "pickle_module_info.txt").write_text("pickle")
+
+    with pytest.raises(ModelArtifactError) as caught:
+        registry.load(champion)
+    assert not marker.exists()
+    message = str(caught.value)
+    assert "model stock_lstm version 2" in message and "data/model.pth" in message and "tampered" in message
+
+    # The threat is real: MLflow's own loader, with the variable set, runs the planted code.
+    import mlflow.pytorch
+
+    with pytest.raises(Exception):  # noqa: B017 - it fails after unpickling: not a torch checkpoint
+        mlflow.pytorch.load_model(champion.uri)
+    assert marker.exists()
+
+
+def test_a_pickle_inside_the_program_archive_never_runs(registry, champion, tmp_path, monkeypatch):
+    """torch.export.load unpickles the archive's weights and sample inputs: the archive is checked first."""
+    import torch
+
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    marker = tmp_path / "pwned"
+    program = model_dir(registry, champion) / "data" / "model.pt2"
+    with zipfile.ZipFile(program) as archive:
+        records = {name: archive.read(name) for name in archive.namelist()}
+    (sample,) = [name for name in records if name.endswith("sample_inputs/model.pt")]
+    records[sample] = pickle.dumps(Plant(marker))
+    tampered = tmp_path / "tampered.pt2"
+    with zipfile.ZipFile(tampered, "w") as archive:
+        for name, content in records.items():
+            archive.writestr(name, content)
+    program.write_bytes(tampered.read_bytes())
+
+    with pytest.raises(ModelArtifactError, match=r"model stock_lstm version 2 .*data/model\.pt2 is corrupt"):
+        registry.load(champion)
+    assert not marker.exists()
+    with pytest.raises(Exception):  # noqa: B017 - the control: torch alone runs the payload
+        torch.export.load(str(tampered))
+    assert marker.exists()
+
+
+def broken_message(registry, ref: ModelRef) -> str:
+    with pytest.raises(ModelArtifactError) as caught:
+        registry.load(ref)
+    return str(caught.value)
+
+
+def assert_names_the_fix(message: str) -> None:
+    assert "model stock_lstm version 2" in message and f"trained for {SECOND}" in message
+    assert f"re-promote an earlier version (promoted before: v1) for {SECOND}" in message
+    assert f"launch retraining_job for partition {SECOND}" in message
+    assert "PICKLE" not in message.upper().replace("PICKLE-FREE", "")  # never suggests enabling pickle
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda root: (root / "data" / "model.pt2").unlink(), "its program data/model.pt2 is missing"),
+        (lambda root: (root / "data" / "model.pt2").write_bytes(b"not a zip archive"), "data/model.pt2 is corrupt"),
+        (
+            lambda root: (root / "data" / "model.pt2").write_bytes((root / "data" / "model.pt2").read_bytes()[:500]),
+            "data/model.pt2 is corrupt",
+        ),
+        (lambda root: (root / "MLmodel").unlink(), "its MLmodel file is missing or unreadable"),
+    ],
+    ids=["program deleted", "program overwritten", "program truncated", "MLmodel deleted"],
+)
+def test_a_missing_or_corrupt_champion_names_the_version_and_the_fix(registry, champion, damage, problem):
+    damage(model_dir(registry, champion))
+    message = broken_message(registry, champion)
+    assert problem in message
+    assert_names_the_fix(message)
+
+
+def test_deleted_artifacts_name_the_version_and_the_fix(registry, champion):
+    import shutil
+
+    shutil.rmtree(model_dir(registry, champion))
+    message = broken_message(registry, champion)
+    assert "its artifacts cannot be read" in message
+    assert_names_the_fix(message)
+
+
+def test_the_earlier_version_still_loads(registry, champion):
+    (model_dir(registry, champion) / "data" / "model.pt2").unlink()
+    model, pre = registry.load(registry.champion_as_of(FIRST))
+    assert pre["trained_through"] == FIRST

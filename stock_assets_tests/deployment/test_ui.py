@@ -205,3 +205,80 @@ def test_the_asset_graph_shows_every_asset_in_a_browser(dagster_dev, tmp_path):
     assert shot.stat().st_size > 30_000  # a rendered graph, not a blank page
     SCREENSHOT.parent.mkdir(exist_ok=True)
     shutil.copyfile(shot, SCREENSHOT)
+
+
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill { status numPartitions }
+  }
+  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]}) {
+    ... on Runs { results { status tags { key value } } }
+  }
+}
+"""
+PARTITION_STATS = """
+query Stats($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode { partitionStats { numMaterialized numFailed } }
+  }
+}
+"""
+
+
+def _graphql(server: DagsterDev, query: str, variables: dict) -> dict:
+    request = urllib.request.Request(
+        f"{server.url}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        payload = json.load(response)
+    assert "errors" not in payload, payload["errors"]
+    return payload["data"]
+
+
+@pytest.mark.slow
+def test_a_two_asset_backfill_from_the_ui_targets_exactly_the_range_in_one_run(dagster_dev):
+    from stock_assets.partitions import session_keys
+
+    keys = session_keys("2004-08-19", "2004-11-11")  # 60 sessions at the start of the sample
+    assert len(keys) == 60
+    # What the UI's launch dialog sends for two selected assets and a range of partitions.
+    params = {
+        "assetSelection": [{"path": ["raw_prices"]}, {"path": ["processed_features"]}],
+        "partitionNames": keys,
+        "fromFailure": False,
+        "tags": [],
+    }
+    launched = _graphql(dagster_dev, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+
+    def finished():
+        data = _graphql(dagster_dev, BACKFILL_STATUS, {"id": backfill_id})
+        status = data["partitionBackfillOrError"]["status"]
+        return data if status not in ("REQUESTED", "CANCELING", "FAILING") else None
+
+    data = wait_for(finished, 300, "the daemon to carry out the backfill", interval=2)
+    assert data["partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), data
+    runs = data["runsOrError"]["results"]
+    assert runs and all(r["status"] == "SUCCESS" for r in runs)
+    for run in runs:  # one run per range: each carries the selected range, never a wider one
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+            keys[0],
+            keys[-1],
+        )
+    for asset in ("raw_prices", "processed_features"):
+        stats = _graphql(dagster_dev, PARTITION_STATS, {"key": {"path": [asset]}})["assetNodeOrError"]
+        assert stats["partitionStats"] == {"numMaterialized": 60, "numFailed": 0}, asset

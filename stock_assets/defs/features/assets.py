@@ -9,10 +9,10 @@ from dagster import (
     Failure,
     MetadataValue,
     PartitionsDefinition,
-    TimeWindowPartitionMapping,
     asset,
 )
 
+from stock_assets.defs.lookback import SessionLookback
 from stock_assets.lib.indicators import FEATURE_COLUMNS, compute_features, max_window
 from stock_assets.lib.prices import describe_problems, price_problems
 from stock_assets.partitions import session_keys
@@ -30,7 +30,7 @@ def build_processed_features(settings: Settings, partitions: PartitionsDefinitio
         backfill_policy=BackfillPolicy.single_run(),
         group_name="features",
         io_manager_key="table_io_manager",
-        ins={"raw_prices": AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-(price_window - 1)))},
+        ins={"raw_prices": AssetIn(partition_mapping=SessionLookback(price_window))},
         metadata={
             "partition_expr": "date",
             "primary_key": ["date", "ticker"],

@@ -10,11 +10,11 @@ from dagster import (
     Failure,
     MetadataValue,
     PartitionsDefinition,
-    TimeWindowPartitionMapping,
     asset,
 )
 
 from stock_assets.defs.champions import promote_better_baseline
+from stock_assets.defs.lookback import SessionLookback
 from stock_assets.lib import calendar
 from stock_assets.lib.indicators import FEATURE_COLUMNS
 from stock_assets.resources.basket import BasketResource
@@ -47,8 +47,7 @@ def build_daily_predictions(settings: Settings, partitions: PartitionsDefinition
         group_name="serving",
         io_manager_key="table_io_manager",
         ins={
-            name: AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-(max_seq - 1)))
-            for name in ("processed_features", "raw_prices")
+            name: AssetIn(partition_mapping=SessionLookback(max_seq)) for name in ("processed_features", "raw_prices")
         },
         deps=["production_model"],
         metadata={"partition_expr": "prediction_date", "primary_key": ["prediction_date", "ticker"]},

@@ -18,12 +18,12 @@ from dagster import (
     MetadataValue,
     Output,
     PartitionsDefinition,
-    TimeWindowPartitionMapping,
     asset,
     multi_asset,
 )
 
 from stock_assets.defs.champions import fall_back_to_persistence
+from stock_assets.defs.lookback import SessionLookback
 from stock_assets.defs.plots import line_plot, markdown_image
 from stock_assets.defs.training.config import build_training_configs
 from stock_assets.lib.indicators import FEATURE_COLUMNS
@@ -44,10 +44,7 @@ def build_training_assets(settings: Settings, partitions: PartitionsDefinition) 
     @multi_asset(
         partitions_def=partitions,
         group_name="training",
-        ins={
-            name: AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-(window - 1)))
-            for name in ("processed_features", "raw_prices")
-        },
+        ins={name: AssetIn(partition_mapping=SessionLookback(window)) for name in ("processed_features", "raw_prices")},
         outs={
             "scalers": AssetOut(
                 io_manager_key="object_io_manager",

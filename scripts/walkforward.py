@@ -165,7 +165,8 @@ def main(argv=None, **defaults) -> None:
     show("Time:", {"replay seconds": round(report.seconds, 1), "total seconds": round(time.perf_counter() - started)})
     print(
         "\nLook at it:\n"
-        "  make ui         -> http://127.0.0.1:3000 (assets, partitions, runs, checks, the sensor's ticks)\n"
+        "  make ui         -> http://127.0.0.1:3000 (assets, partitions, runs, checks; each retraining run's\n"
+        "                     tags say why the sensor asked for it)\n"
         f"  make mlflow-ui  -> http://127.0.0.1:5000 (runs, metrics, model '{registry.model_name}' and its aliases)"
     )
 

@@ -12,8 +12,11 @@ instead of passing for "not a session".
 from __future__ import annotations
 
 import datetime as dt
+import os
 from functools import lru_cache
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 EXCHANGE = "XNYS"
@@ -27,16 +30,35 @@ class CalendarRangeError(ValueError):
     """A date lies before the calendar's first session, so whether it is a session is unknown here."""
 
 
-@lru_cache(maxsize=1)
-def _calendar():
-    import exchange_calendars
+def _cache_file() -> Path:
+    """One file per day and exchange_calendars version: the sessions it publishes (about a year
+    ahead of today) change only with the date or a new release of its holiday rules."""
+    from importlib.metadata import version
 
-    return exchange_calendars.get_calendar(EXCHANGE, start=CALENDAR_START)
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stock_assets"
+    return root / f"{EXCHANGE}-{CALENDAR_START}-{version('exchange_calendars')}-{dt.date.today()}.npy"
 
 
 @lru_cache(maxsize=1)
 def _sessions() -> pd.DatetimeIndex:
-    return _calendar().sessions
+    """Building the calendar costs about 0.5 s, a third of the code location's import time; a
+    cached copy loads in milliseconds. Any cache problem falls back to building it."""
+    cache = _cache_file()
+    try:
+        return pd.DatetimeIndex(np.load(cache))
+    except (OSError, ValueError):
+        pass
+    import exchange_calendars
+
+    sessions = exchange_calendars.get_calendar(EXCHANGE, start=CALENDAR_START).sessions
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npy")
+        np.save(partial, sessions.to_numpy(dtype="datetime64[ns]"))
+        partial.replace(cache)  # atomic: a concurrent reader sees the old file or the whole new one
+    except OSError:
+        pass
+    return sessions
 
 
 def _as_date(day: dt.date | str | pd.Timestamp) -> dt.date:

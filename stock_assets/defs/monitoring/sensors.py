@@ -87,7 +87,7 @@ def retraining_sensor(context: SensorEvaluationContext, monitoring_policy: Monit
                 tags={"stock_assets/trigger": "retraining_sensor", "stock_assets/reason": reason[:200]},
             )
         )
-    context.log.info("; ".join(skips) if skips else "all breaches requested")
+    context.log.debug("; ".join(skips) if skips else "all breaches requested")  # the skip reason says it too
     next_cursor = str(max(r.storage_id for r in records))
     if not requests:
         # Newest first, cut at the end: the latest judgement is what the UI must show in full.

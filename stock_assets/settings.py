@@ -3,7 +3,9 @@
 `load_settings()` is called once, by `stock_assets/definitions.py` (and by scripts, which are
 entry points of their own); everything else receives the validated `Settings` object. Validation
 happens when the code location loads, so a bad value fails fast with the key name and the allowed
-range instead of surfacing mid-run.
+range instead of surfacing mid-run; so does a `home` that cannot be written. URLs that may hold a
+password come from the environment only, and the settings remember which variable each came from
+(`Settings.env_var_for`), so resources receive the variable's name, not the secret.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from stock_assets.lib.calendar import EARLIEST_SESSION
 
 ENV_PREFIX = "STOCK_ASSETS_"
+SAMPLE_LAST_SESSION = dt.date(2013, 3, 1)  # the bundled sample's last session (stock_assets/data/PROVENANCE.md)
+MAX_TICKERS = 500  # baskets up to 500 tickers are benchmarked (benchmarks/scale.py)
 SETTINGS_FILE_ENV = "STOCK_ASSETS_SETTINGS_FILE"
 DEFAULT_SETTINGS_FILE = Path(__file__).with_name("settings.yaml")
 # The names of lib/models.py's ARCHITECTURES, here so settings validate without importing torch
@@ -92,6 +96,9 @@ class Settings(_Section):
     source: Literal["sample", "csv", "yfinance"] = "sample"
     csv_path: Path | None = None
     start_date: dt.date = dt.date(2004, 8, 19)
+    end_date: dt.date | None = Field(
+        None, description="last partition; default: the sample's last session for `sample`, else today's"
+    )
     home: Path = Path(".stock_assets")
     database_url: str | None = None
     optuna_storage: str | None = None
@@ -123,8 +130,8 @@ class Settings(_Section):
     @field_validator("tickers")
     @classmethod
     def _check_tickers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not 1 <= len(value) <= 50:
-            raise ValueError(f"between 1 and 50 tickers allowed, got {len(value)}")
+        if not 1 <= len(value) <= MAX_TICKERS:
+            raise ValueError(f"between 1 and {MAX_TICKERS} tickers allowed, got {len(value)}")
         bad = [t for t in value if not _TICKER.match(t)]
         if bad:
             raise ValueError(f"not ticker symbols: {bad} (letters, digits, '.', '-', '=', '^')")
@@ -145,7 +152,17 @@ class Settings(_Section):
     def _check_source(self) -> Settings:
         if self.source == "csv" and self.csv_path is None:
             raise ValueError("source 'csv' needs csv_path (a file or a directory of *.csv)")
+        if self.end_date is not None and not self.start_date <= self.end_date <= dt.date.today():
+            raise ValueError(f"end_date {self.end_date} must lie between start_date {self.start_date} and today")
         return self
+
+    @property
+    def last_session(self) -> dt.date | None:
+        """The last partition: partitions end with the data the source can serve (None: today's
+        session, as the daily schedule needs)."""
+        if self.end_date is not None:
+            return self.end_date
+        return SAMPLE_LAST_SESSION if self.source == "sample" else None
 
     def env_var_for(self, key: str) -> str | None:
         """The environment variable that `key`'s current value was read from, else None.

@@ -38,7 +38,7 @@ def assets_of(settings, *names: str) -> list:
     from stock_assets.defs import DOMAINS
     from stock_assets.partitions import build_trading_day_partitions
 
-    partitions = build_trading_day_partitions(settings.start_date)
+    partitions = build_trading_day_partitions(settings.start_date, settings.last_session)
     by_key = {}
     for domain in DOMAINS:
         for assets_def in domain.build_defs(settings, partitions).assets:

@@ -31,3 +31,20 @@ def test_end_offset_exposes_the_session_that_opens_today():
 def test_start_date_must_be_a_session():
     with pytest.raises(ValueError, match="not an NYSE session"):
         build_trading_day_partitions(dt.date(2004, 8, 21))
+
+
+def test_partitions_end_with_the_data_the_source_serves():
+    from stock_assets.settings import Settings
+
+    sample = Settings()
+    assert sample.last_session == dt.date(2013, 3, 1)  # the bundled sample's last session
+    keys = build_trading_day_partitions(sample.start_date, sample.last_session).get_partition_keys()
+    assert (keys[0], keys[-1], len(keys)) == ("2004-08-19", "2013-03-01", 2148)
+    csv = Settings(source="csv", csv_path="prices", end_date="2010-12-31")
+    keys = build_trading_day_partitions(csv.start_date, csv.last_session).get_partition_keys()
+    assert keys[-1] == "2010-12-31"
+    assert Settings(source="yfinance").last_session is None  # open-ended: today's session
+    with pytest.raises(ValueError, match="end_date 2010-12-25 is not an NYSE session"):
+        build_trading_day_partitions(csv.start_date, dt.date(2010, 12, 25))
+    with pytest.raises(ValueError, match="must lie between start_date"):
+        Settings(source="csv", csv_path="prices", end_date="2003-01-02")

@@ -100,7 +100,9 @@ def test_env_var_is_used_only_while_the_value_is_the_variables(tmp_path):
 
 
 def test_the_settings_file_refuses_passwords(tmp_path):
-    (tmp_path / "s.yaml").write_text(f"home: {tmp_path / 'home'}\ndatabase_url: {with_password('postgresql://u@h/db')}\n")
+    (tmp_path / "s.yaml").write_text(
+        f"home: {tmp_path / 'home'}\ndatabase_url: {with_password('postgresql://u@h/db')}\n"
+    )
     with pytest.raises(SettingsError) as caught:
         load_settings(tmp_path / "s.yaml", environ={})
     assert "['database_url'] hold a password" in str(caught.value)
@@ -163,7 +165,10 @@ def run_check(env: dict) -> subprocess.CompletedProcess:
             {"STOCK_ASSETS_DATABASE_URL": "postgresql+psycopg2://stock_assets:change-me-app-password@postgres/w"},
             "STOCK_ASSETS_DATABASE_URL",
         ),
-        ({"MLFLOW_BACKEND_STORE_URI": "postgresql+psycopg2://stock_assets:@postgres/mlflow"}, "MLFLOW_BACKEND_STORE_URI"),
+        (
+            {"MLFLOW_BACKEND_STORE_URI": "postgresql+psycopg2://stock_assets:@postgres/mlflow"},
+            "MLFLOW_BACKEND_STORE_URI",
+        ),
     ],
     ids=["superuser placeholder", "app placeholder", "empty", "placeholder in a URL", "empty in a URL"],
 )

@@ -14,7 +14,7 @@ DOMAINS = (ingestion, features, training, serving, monitoring)
 
 def build_definitions(settings: Settings) -> Definitions:
     """All definitions wired to `settings`."""
-    partitions = build_trading_day_partitions(settings.start_date)
+    partitions = build_trading_day_partitions(settings.start_date, settings.last_session)
     return Definitions.merge(
         *(domain.build_defs(settings, partitions) for domain in DOMAINS),
         # In-process: torch/mlflow/optuna imports cost seconds per step subprocess

@@ -2,10 +2,14 @@
 
 The objective is the validation loss only (never the holdout); the pruner is fed every epoch's
 validation loss; the study lives in relational storage so it can resume or run several workers.
+A study only ever holds trials of one search (space, epochs budget, data): see `run_study`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,6 +57,59 @@ def suggest_params(trial, space: SearchSpace) -> dict:
     }
 
 
+# The arrays a trial trains and validates on (`fit_model`).
+SEARCHED_ARRAYS = ("scaled_features", "scaled_targets", "train", "validation")
+FINGERPRINT_ATTR = "search_fingerprint"
+
+
+def search_fingerprint(arrays: dict[str, np.ndarray], space: SearchSpace, budget: SearchBudget) -> tuple[str, dict]:
+    """(short hash, description) of what a trial's value depends on: the search space, the epochs
+    budget and the data. Not n_trials, the timeout or the seed: changing those resumes a search."""
+    data = hashlib.sha256()
+    for key in SEARCHED_ARRAYS:
+        array = np.ascontiguousarray(arrays[key])
+        data.update(f"{key}{array.dtype}{array.shape}".encode())
+        data.update(array.tobytes())
+    described = {
+        "space": dataclasses.asdict(space),
+        "max_epochs": budget.max_epochs,
+        "patience": budget.patience,
+        "data_sha256": data.hexdigest(),
+    }
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True, default=list).encode()).hexdigest()
+    return digest[:8], described
+
+
+def open_study(storage_url: str, study_name: str, fingerprint: str, described: dict, budget: SearchBudget):
+    """`study_name` if it is new or holds this search, else `<study_name>-<fingerprint>`.
+
+    A partition searched again with another space (or epochs budget, or data) thus starts a study
+    of its own instead of mixing trials of two searches, and returning to an earlier search resumes
+    it. Each study records its fingerprint and search as user attributes."""
+    import optuna
+
+    for name in (study_name, f"{study_name}-{fingerprint}"):
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage_url,
+            direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=budget.seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+            load_if_exists=True,
+        )
+        stamped = study.user_attrs.get(FINGERPRINT_ATTR)
+        if stamped is None and not study.trials:
+            study.set_user_attr(FINGERPRINT_ATTR, fingerprint)
+            study.set_user_attr("search", json.loads(json.dumps(described, default=list)))
+            return study
+        if stamped == fingerprint:
+            return study
+    raise RuntimeError(
+        f"Optuna studies {study_name} and {name} both hold other searches than this one ({fingerprint}); "
+        f"delete study {name} (`optuna delete-study --study-name {name} --storage <optuna_storage>`) and rerun"
+    )
+
+
 def run_study(
     arrays: dict[str, np.ndarray],
     space: SearchSpace,
@@ -61,18 +118,13 @@ def run_study(
     study_name: str,
     on_trial: Callable | None = None,
 ):
-    """Create or resume `study_name` and run the trials still missing from `budget.n_trials`."""
+    """Create or resume the study of this search (`open_study`: `study_name`, or `study_name` with
+    the search's fingerprint when `study_name` holds another search) and run the trials still
+    missing from `budget.n_trials`. The study used is `study.study_name`."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage_url,
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=budget.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-        load_if_exists=True,
-    )
+    study = open_study(storage_url, study_name, *search_fingerprint(arrays, space, budget), budget)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     remaining = budget.n_trials - len([t for t in study.trials if t.state in finished])
 
@@ -92,11 +144,11 @@ def run_study(
         return result.best_val_loss
 
     if remaining > 0:
-        callbacks = [lambda study, trial: on_trial(trial)] if on_trial else []
+        callbacks = [lambda study, trial: on_trial(study.study_name, trial)] if on_trial else []
         study.optimize(objective, n_trials=remaining, timeout=budget.timeout_seconds, callbacks=callbacks)
     if not [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]:
         raise RuntimeError(
-            f"study {study_name}: no trial completed (all pruned or failed); raise n_trials or max_epochs"
+            f"study {study.study_name}: no trial completed (all pruned or failed); raise n_trials or max_epochs"
         )
     return study
 

@@ -308,19 +308,24 @@ class ModelRegistryResource(ConfigurableResource):
         stray = sorted(str(p.relative_to(root)) for p in data.rglob("*") if p.is_file() and p != program)
         if stray:
             raise self._artifact_error(
-                ref, f"its artifacts hold files this project never writes ({', '.join(stray)}); refused as tampered"
+                ref,
+                f"its artifacts hold files this project never writes ({', '.join(stray)}); refused, the artifact "
+                "store may have been tampered with",
             )
         return program
 
     def _artifact_error(self, ref: ModelRef, problem: str) -> ModelArtifactError:
         """Names the model name and version and the two ways out: re-promote or retrain."""
-        trained_for, earlier = ref.partition, []
+        trained_for, earlier = None, []
         with contextlib.suppress(Exception):  # best effort: the registry may be what is broken
             tags = self.client().get_model_version(ref.name, ref.version).tags or {}
             trained_for = tags.get("trained_for_partition") or trained_for
-            earlier = sorted({h["version"] for h in self.promotions() if h["version"] != ref.version}, key=int)
+            promoted = [h for h in self.promotions() if h["version"] != ref.version]
+            until = ref.partition or trained_for
+            earlier = [h["version"] for h in promoted if until is None or h["partition"] <= until]
         partition = ref.partition or trained_for or "<partition>"
-        candidates = f" (promoted before: {', '.join('v' + v for v in earlier[-3:])})" if earlier else ""
+        shown = list(dict.fromkeys(reversed(earlier)))[:3]  # the latest first, each version once
+        candidates = f" (earlier champions: {', '.join('v' + v for v in shown)})" if shown else ""
         return ModelArtifactError(
             f"model {ref.name} version {ref.version} (run {ref.run_id}"
             + (f", trained for {trained_for}" if trained_for else "")
@@ -331,5 +336,8 @@ class ModelRegistryResource(ConfigurableResource):
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
+    """The error for a message; library texts that advise enabling pickle are left out."""
     text = f"{type(exc).__name__}: {exc}"
+    if re.search(r"pickle|weights_only", text, re.IGNORECASE):
+        return type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."

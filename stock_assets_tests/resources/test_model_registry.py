@@ -83,7 +83,7 @@ def test_a_planted_pickle_never_runs_even_when_mlflow_would_allow_it(registry, c
         registry.load(champion)
     assert not marker.exists()
     message = str(caught.value)
-    assert "model stock_lstm version 2" in message and "data/model.pth" in message and "tampered" in message
+    assert "model stock_lstm version 2" in message and "data/model.pth" in message and "tampered with" in message
 
     # The threat is real: MLflow's own loader, with the variable set, runs the planted code.
     import mlflow.pytorch
@@ -126,7 +126,7 @@ def broken_message(registry, ref: ModelRef) -> str:
 
 def assert_names_the_fix(message: str) -> None:
     assert "model stock_lstm version 2" in message and f"trained for {SECOND}" in message
-    assert f"re-promote an earlier version (promoted before: v1) for {SECOND}" in message
+    assert f"re-promote an earlier version (earlier champions: v1) for {SECOND}" in message
     assert f"launch retraining_job for partition {SECOND}" in message
     assert "PICKLE" not in message.upper().replace("PICKLE-FREE", "")  # never suggests enabling pickle
 
@@ -164,3 +164,18 @@ def test_the_earlier_version_still_loads(registry, champion):
     (model_dir(registry, champion) / "data" / "model.pt2").unlink()
     model, pre = registry.load(registry.champion_as_of(FIRST))
     assert pre["trained_through"] == FIRST
+
+
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        ("http://ops:s3cr3t@mlflow:5000", "http://ops:***@mlflow:5000"),
+        ("postgresql+psycopg2://app:s3cr3t@db/mlflow", "postgresql+psycopg2://app:***@db/mlflow"),
+        ("http://mlflow:5000", "http://mlflow:5000"),
+        ("sqlite:////tmp/home/mlflow.db", "sqlite:////tmp/home/mlflow.db"),
+    ],
+)
+def test_tracking_uris_in_messages_and_metadata_hide_passwords(uri, shown):
+    from stock_assets.resources.model_registry import masked_uri
+
+    assert masked_uri(uri) == shown

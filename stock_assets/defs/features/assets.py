@@ -15,7 +15,7 @@ from dagster import (
 from stock_assets.defs.lookback import SessionLookback
 from stock_assets.lib.indicators import FEATURE_COLUMNS, compute_features, max_window
 from stock_assets.lib.prices import describe_problems, price_problems
-from stock_assets.partitions import session_keys
+from stock_assets.partitions import run_partition_keys, session_keys
 from stock_assets.resources.basket import BasketResource
 from stock_assets.resources.price_source import PriceSourceResource
 from stock_assets.settings import Settings
@@ -51,7 +51,7 @@ def build_processed_features(settings: Settings, partitions: PartitionsDefinitio
         basket: BasketResource,
         price_source: PriceSourceResource,
     ) -> pd.DataFrame:
-        keys = context.partition_keys
+        keys = run_partition_keys(context)
         tickers = list(basket.tickers)
         window = session_keys(raw_prices["date"].min(), keys[-1]) if len(raw_prices) else []
         problems = price_problems(raw_prices, tickers, window, **price_source.price_rules)

@@ -9,6 +9,7 @@ from stock_assets.defs.ingestion.config import build_raw_prices_config
 from stock_assets.lib import calendar
 from stock_assets.lib.prices import PRICE_FRAME_COLUMNS
 from stock_assets.lib.sources import PriceSourceError
+from stock_assets.partitions import run_partition_keys
 from stock_assets.resources.basket import BasketResource
 from stock_assets.resources.price_source import PriceSourceResource
 from stock_assets.resources.warehouse import WarehouseResource, key_ranges
@@ -54,7 +55,7 @@ def build_raw_prices(settings: Settings, partitions: PartitionsDefinition) -> As
         """Daily OHLCV, adj_close and corporate actions per ticker for each session, as delivered by
         the configured source. A few already-stored sessions are re-fetched and compared, so a vendor
         re-adjustment is reported instead of silently mixing price bases."""
-        keys = context.partition_keys
+        keys = run_partition_keys(context)
         return fetch_raw_prices(context, keys, basket, price_source.get(), warehouse, config)
 
     return raw_prices

@@ -149,14 +149,14 @@ def search_best_params(context, config, scaled_sets: dict, model_registry, optun
     from stock_assets.lib.search import run_study, study_summary
 
     partition = context.partition_key
-    study_name = f"{model_registry.model_name}-{partition}"
+    study_name = f"{model_registry.model_name}-{partition}"  # or with a fingerprint: lib/search.open_study
     with model_registry.dagster_run(context.run_id, partition, context.job_name) as parent_run_id:
         mlflow = model_registry.activate()
         client, experiment_id = model_registry.client(), model_registry.experiment_id()
 
-        def log_trial(trial) -> None:
+        def log_trial(used_study: str, trial) -> None:
             """Each trial as a nested MLflow run (client API: no global active-run state)."""
-            tags = {"mlflow.parentRunId": parent_run_id, "optuna_study": study_name, "optuna_state": trial.state.name}
+            tags = {"mlflow.parentRunId": parent_run_id, "optuna_study": used_study, "optuna_state": trial.state.name}
             run = client.create_run(experiment_id, run_name=f"trial-{trial.number}", tags=tags)
             for name, value in trial.params.items():
                 client.log_param(run.info.run_id, name, value)
@@ -174,7 +174,7 @@ def search_best_params(context, config, scaled_sets: dict, model_registry, optun
     values = [t.value for t in study.trials if t.value is not None]
     best_so_far = [min(values[: i + 1]) for i in range(len(values))]
     plot = line_plot(
-        {"trial val loss": values, "best so far": best_so_far}, study_name, "completed trial", "validation MSE"
+        {"trial val loss": values, "best so far": best_so_far}, study.study_name, "completed trial", "validation MSE"
     )
     trials = study.trials_dataframe(attrs=("number", "value", "state", "params"))
     context.add_output_metadata(

@@ -3,8 +3,9 @@
 from dataclasses import dataclass
 
 from dagster import Config
-from pydantic import Field, field_validator
+from pydantic import Field
 
+from stock_assets.defs.config_types import between, list_of, one_of
 from stock_assets.settings import ARCHITECTURE_NAMES, TrainingSettings
 
 
@@ -16,42 +17,34 @@ class TrainingConfigs:
 
 
 def build_training_configs(training: TrainingSettings) -> TrainingConfigs:
+    """The Config classes with this deployment's defaults. Every field is bounded in the config schema,
+    so a bad value fails the launch, naming the key and the allowed range, before any step runs
+    (docs/decisions.md, "Run config")."""
     window, max_seq = training.training_window, max(training.sequence_lengths)
+    epochs_range, patience_range, seed_range = between(1, 1000), between(1, 100), between(0, 2**32 - 1)
 
     class DatasetConfig(Config):
-        training_window: int = Field(
-            window, ge=150, le=window, description=f"sessions of history (at most the {window} the lineage declares)"
+        training_window: between(150, window) = Field(
+            window, description=f"sessions of history (at most the {window} the lineage declares)"
         )
 
     class SearchConfig(Config):
-        n_trials: int = Field(training.n_trials, ge=1, le=1000)
-        timeout_seconds: int = Field(training.search_timeout_seconds, ge=10, le=86_400)
-        max_epochs: int = Field(training.max_epochs, ge=1, le=1000)
-        patience: int = Field(training.patience, ge=1, le=100)
-        seed: int = Field(training.seed, ge=0)
-        architectures: list[str] = Field(list(ARCHITECTURE_NAMES))
-        hidden_sizes: list[int] = Field([16, 32, 64])
-        max_layers: int = Field(2, ge=1, le=4)
-        max_dropout: float = Field(0.3, ge=0, le=0.8)
-        learning_rate_min: float = Field(3e-4, gt=0, le=1)
-        learning_rate_max: float = Field(3e-3, gt=0, le=1)
-        batch_sizes: list[int] = Field([32, 64])
-        sequence_lengths: list[int] = Field(list(training.sequence_lengths))
-
-        @field_validator("architectures")
-        @classmethod
-        def _known(cls, value: list[str]) -> list[str]:
-            unknown = sorted(set(value) - set(ARCHITECTURE_NAMES))
-            if unknown or not value:
-                raise ValueError(f"architectures must be a non-empty subset of {list(ARCHITECTURE_NAMES)}, got {value}")
-            return value
-
-        @field_validator("sequence_lengths")
-        @classmethod
-        def _fits_embargo(cls, value: list[int]) -> list[int]:
-            if not value or any(not 2 <= v <= max_seq for v in value):
-                raise ValueError(f"sequence_lengths must lie in [2, {max_seq}] (the datasets' embargo), got {value}")
-            return value
+        n_trials: between(1, 1000) = Field(training.n_trials)
+        timeout_seconds: between(10, 86_400) = Field(training.search_timeout_seconds)
+        max_epochs: epochs_range = Field(training.max_epochs)
+        patience: patience_range = Field(training.patience)
+        seed: seed_range = Field(training.seed)
+        architectures: list_of(one_of(*ARCHITECTURE_NAMES, name="Architecture")) = Field(list(ARCHITECTURE_NAMES))
+        hidden_sizes: list_of(between(1, 1024)) = Field([16, 32, 64])
+        max_layers: between(1, 4) = Field(2)
+        max_dropout: between(0.0, 0.8) = Field(0.3)
+        learning_rate: list_of(between(1e-6, 1.0), min_length=2, max_length=2, ascending=True) = Field(
+            [3e-4, 3e-3], description="[low, high] of the log-uniform learning-rate range"
+        )
+        batch_sizes: list_of(between(1, 4096)) = Field([32, 64])
+        sequence_lengths: list_of(between(2, max_seq)) = Field(
+            list(training.sequence_lengths), description=f"window lengths, at most {max_seq} (the datasets' embargo)"
+        )
 
         def space(self):
             from stock_assets.lib.search import SearchSpace
@@ -61,7 +54,7 @@ def build_training_configs(training: TrainingSettings) -> TrainingConfigs:
                 hidden_sizes=tuple(self.hidden_sizes),
                 max_layers=self.max_layers,
                 max_dropout=self.max_dropout,
-                learning_rate=(self.learning_rate_min, self.learning_rate_max),
+                learning_rate=(self.learning_rate[0], self.learning_rate[1]),
                 batch_sizes=tuple(self.batch_sizes),
                 sequence_lengths=tuple(self.sequence_lengths),
             )
@@ -72,8 +65,8 @@ def build_training_configs(training: TrainingSettings) -> TrainingConfigs:
             return SearchBudget(self.n_trials, self.timeout_seconds, self.max_epochs, self.patience, self.seed)
 
     class FitConfig(Config):
-        max_epochs: int = Field(training.max_epochs, ge=1, le=1000)
-        patience: int = Field(training.patience, ge=1, le=100)
-        seed: int = Field(training.seed, ge=0)
+        max_epochs: epochs_range = Field(training.max_epochs)
+        patience: patience_range = Field(training.patience)
+        seed: seed_range = Field(training.seed)
 
     return TrainingConfigs(DatasetConfig, SearchConfig, FitConfig)

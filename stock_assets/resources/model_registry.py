@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
 import json
 import os
 import re
@@ -30,6 +31,8 @@ PIP_REQUIREMENTS = ["torch==2.13.0", "numpy"]
 MLMODEL_FILE = "MLmodel"
 PROGRAM_FILE = "model.pt2"
 
+
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 class ModelRegistryUnavailableError(RuntimeError):
     """The MLflow tracking server / registry cannot be reached; the message names it."""
@@ -110,11 +113,18 @@ class ModelRegistryResource(ConfigurableResource):
         return MlflowClient(uri, uri)
 
     def experiment_id(self) -> str:
+        """The project's experiment, tagged so that the MLflow 3 UI opens it in the model-training
+        view (runs, metrics, models), not the GenAI (traces) view."""
         client = self.client()
         found = client.get_experiment_by_name(self.experiment_name)
-        if found is not None:
-            return found.experiment_id
-        return client.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+        if found is None:
+            return client.create_experiment(
+                self.experiment_name, artifact_location=self.artifact_location, tags=EXPERIMENT_TAGS
+            )
+        for key, value in EXPERIMENT_TAGS.items():
+            if found.tags.get(key) != value:  # an experiment made by an earlier version
+                client.set_experiment_tag(found.experiment_id, key, value)
+        return found.experiment_id
 
     @contextlib.contextmanager
     def dagster_run(self, dagster_run_id: str, partition: str, job_name: str) -> Iterator[str]:
@@ -173,14 +183,18 @@ class ModelRegistryResource(ConfigurableResource):
         import mlflow.pytorch
 
         mlflow.log_dict(preprocessing, PREPROCESSING_FILE)
-        info = mlflow.pytorch.log_model(
-            model,
-            name="model",
-            input_example=input_example,  # batch >= 2 keeps the exported batch dimension dynamic
-            pip_requirements=PIP_REQUIREMENTS,
-            registered_model_name=self.model_name,
-            serialization_format="pt2",
-        )
+        # Registration prints "Successfully registered ..." / "Created version ..." to stderr for
+        # every model; the version lands in the asset's metadata instead (docs/decisions.md,
+        # "Quiet by default"). Failures still raise.
+        with contextlib.redirect_stderr(io.StringIO()):
+            info = mlflow.pytorch.log_model(
+                model,
+                name="model",
+                input_example=input_example,  # batch >= 2 keeps the exported batch dimension dynamic
+                pip_requirements=PIP_REQUIREMENTS,
+                registered_model_name=self.model_name,
+                serialization_format="pt2",
+            )
         version = str(info.registered_model_version)
         client = self.client()
         tags = {

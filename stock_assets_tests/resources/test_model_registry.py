@@ -27,14 +27,11 @@ class Plant:
 
 def log_constant(registry, log_returns, partition: str) -> ModelRef:
     """Log and register a constant forecaster the way every model is logged, and promote it."""
-    from stock_assets.lib.baselines import ConstantForecast, baseline_preprocessing
-    from stock_assets.lib.indicators import FEATURE_COLUMNS
+    from stock_assets.defs.champions import register_constant_model
 
     run_id = f"run-{partition}"
-    pre = baseline_preprocessing("drift", TICKERS, FEATURE_COLUMNS, partition)
-    example = np.zeros((2, 1, len(TICKERS), len(FEATURE_COLUMNS)), dtype=np.float32)
     with registry.dagster_run(run_id, partition, "test"):
-        ref = registry.log_model(ConstantForecast(np.asarray(log_returns)), pre, example, partition, run_id)
+        ref = register_constant_model(registry, "drift", np.asarray(log_returns), list(TICKERS), partition, run_id)
     registry.promote(ref.version, partition, run_id)
     return registry.champion_as_of(partition)
 
@@ -179,3 +176,11 @@ def test_tracking_uris_in_messages_and_metadata_hide_passwords(uri, shown):
     from stock_assets.resources.model_registry import masked_uri
 
     assert masked_uri(uri) == shown
+
+
+def test_the_experiment_opens_in_the_model_training_view_and_registration_is_quiet(registry, capfd):
+    ref = log_constant(registry, [0.0, 0.0], FIRST)
+    assert ref.version == "1"
+    experiment = registry.client().get_experiment(registry.experiment_id())
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "Successfully registered" not in capfd.readouterr().err

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -79,8 +80,7 @@ def main(argv=None, **defaults) -> None:
         quiet()
     home = Path(os.environ.setdefault("DAGSTER_HOME", str((settings.home / "dagster_home").resolve())))
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")  # local instance
     instance = DagsterInstance.get()
     warehouse = get_warehouse(settings.warehouse_url)
     run_config = {} if args.verbose else QUIET

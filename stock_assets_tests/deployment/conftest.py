@@ -1,6 +1,6 @@
 """Fixtures for the deployment path (SPEC §13): real PostgreSQL databases (one per store, dropped
 afterwards), a real `mlflow server` on a free local port with a PostgreSQL backend, and a Dagster
-instance on dagster-postgres configured by the repository's own dagster.yaml.
+instance on dagster-postgres configured by the deployment's docker/dagster.yaml.
 
 PostgreSQL: 127.0.0.1:5432, user postgres, trust auth (override with TEST_POSTGRES_ADMIN_URL; not a
 STOCK_ASSETS_* name, which the settings loader would reject as an unknown setting).
@@ -251,14 +251,14 @@ def mlflow_server(postgres, tmp_path, monkeypatch):
 
 @pytest.fixture
 def pg_instance(postgres, tmp_path, monkeypatch):
-    """A Dagster instance configured by the repository's dagster.yaml (dagster-postgres run, event
+    """A Dagster instance configured by docker/dagster.yaml (dagster-postgres run, event
     log and schedule storage) in a temp DAGSTER_HOME, its database given by DAGSTER_PG_* variables."""
     from dagster import DagsterInstance
 
     url = sa.engine.make_url(postgres.create("dagster"))
     home = tmp_path / "dagster_home_pg"
     home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO_ROOT / "docker" / "dagster.yaml", home / "dagster.yaml")
     env = {
         "DAGSTER_PG_USERNAME": url.username,
         "DAGSTER_PG_PASSWORD": url.password or "unused-with-trust-auth",

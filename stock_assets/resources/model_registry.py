@@ -34,6 +34,7 @@ PROGRAM_FILE = "model.pt2"
 
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
+
 class ModelRegistryUnavailableError(RuntimeError):
     """The MLflow tracking server / registry cannot be reached; the message names it."""
 

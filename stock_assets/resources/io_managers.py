@@ -38,6 +38,8 @@ class TableIOManager(ConfigurableIOManager):
             table_name(context), obj, partition_column, keys, unique=meta.get("primary_key", ())
         )
         context.add_output_metadata({"warehouse_rows_written": rows, "warehouse_table": table_name(context)})
+        span = keys[0] if len(keys) == 1 else f"{len(keys)} partitions {keys[0]}..{keys[-1]}"
+        context.log.info(f"{table_name(context)}: stored {rows} rows for {span}")  # the run's one-line summary
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         upstream = context.upstream_output

@@ -6,6 +6,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     MetadataValue,
+    PartitionsDefinition,
     ResourceParam,
     asset_check,
 )
@@ -19,16 +20,7 @@ def _candidate(model_registry: ModelRegistryResource, candidate: dict):
     return model_registry.load(ModelRef(candidate["name"], candidate["version"], candidate["run_id"]))
 
 
-@asset_check(
-    asset="candidate_model",
-    blocking=True,
-    description="Re-scores candidate, champion-as-of-D and persistence on D's holdout sessions; passes only when the "
-    "candidate's MAE is below both and a one-sided Diebold-Mariano test (HAC variance, Harvey-Leybourne-Newbold "
-    "correction) finds the improvement significant at alpha. A rejection is a normal outcome (WARN): the champion "
-    "stays and production_model is not materialized, unless the champion's MAE is above persistence's: then "
-    "persistence becomes the champion.",
-)
-def promotion_gate(
+def judge_candidate(
     context: AssetCheckExecutionContext,
     object_io_manager: ResourceParam[ObjectIOManager],
     model_registry: ModelRegistryResource,
@@ -86,13 +78,7 @@ def promotion_gate(
     )
 
 
-@asset_check(
-    asset="candidate_model",
-    blocking=True,
-    description="The logged model loads without unpickling, its weights are finite and it predicts one finite "
-    "value per ticker for each holdout window.",
-)
-def candidate_model_sanity(
+def check_candidate_sanity(
     context: AssetCheckExecutionContext,
     object_io_manager: ResourceParam[ObjectIOManager],
     model_registry: ModelRegistryResource,
@@ -119,3 +105,39 @@ def candidate_model_sanity(
             "finite_predictions": finite_predictions,
         },
     )
+
+
+GATE_DESCRIPTION = (
+    "Re-scores candidate, champion-as-of-D and persistence on D's holdout sessions; passes only when the "
+    "candidate's MAE is below both and a one-sided Diebold-Mariano test (HAC variance, Harvey-Leybourne-Newbold "
+    "correction) finds the improvement significant at alpha. A rejection is a normal outcome (WARN): the champion "
+    "stays and production_model is not materialized, unless the champion's MAE is above persistence's: then "
+    "persistence becomes the champion."
+)
+SANITY_DESCRIPTION = (
+    "The logged model loads without unpickling, its weights are finite and it predicts one finite "
+    "value per ticker for each holdout window."
+)
+
+
+def build_training_checks(partitions: PartitionsDefinition) -> list:
+    """The checks on `candidate_model`, partitioned like it so that each evaluation shows its session."""
+
+    @asset_check(asset="candidate_model", partitions_def=partitions, blocking=True, description=GATE_DESCRIPTION)
+    def promotion_gate(
+        context: AssetCheckExecutionContext,
+        object_io_manager: ResourceParam[ObjectIOManager],
+        model_registry: ModelRegistryResource,
+        promotion_policy: PromotionPolicyResource,
+    ) -> AssetCheckResult:
+        return judge_candidate(context, object_io_manager, model_registry, promotion_policy)
+
+    @asset_check(asset="candidate_model", partitions_def=partitions, blocking=True, description=SANITY_DESCRIPTION)
+    def candidate_model_sanity(
+        context: AssetCheckExecutionContext,
+        object_io_manager: ResourceParam[ObjectIOManager],
+        model_registry: ModelRegistryResource,
+    ) -> AssetCheckResult:
+        return check_candidate_sanity(context, object_io_manager, model_registry)
+
+    return [promotion_gate, candidate_model_sanity]

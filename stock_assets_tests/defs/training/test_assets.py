@@ -50,6 +50,7 @@ def test_retraining_tracks_everything_and_the_gate_judges_the_first_candidate(de
     check = gate(result)
     meta = {k: v.value for k, v in check.metadata.items()}
     assert meta["partition"] == D1 and meta["candidate_version"] == "1" and meta["champion"] == "none yet"
+    assert check.partition == D1  # partitioned like candidate_model: the UI shows the session
     assert {"candidate_mae", "champion_mae", "persistence_mae", "dm_statistic", "p_value", "n_sessions"} <= set(meta)
     assert 0.0 <= meta["p_value"] <= 1.0 and meta["n_sessions"] >= 15
     expected = {"scalers", "scaled_sets", "best_params", "candidate_model"}

@@ -35,7 +35,7 @@ format: install  ## apply ruff's fixes and formatting
 
 ui: install  ## Dagster UI + daemon on http://127.0.0.1:3000 against the demo's instance
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 against the demo's tracking store

@@ -80,7 +80,8 @@ def main(argv=None, **defaults) -> None:
         quiet()
     home = Path(os.environ.setdefault("DAGSTER_HOME", str((settings.home / "dagster_home").resolve())))
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")  # local instance
+    if not (home / "dagster.yaml").exists():  # the local instance; never overwrite a user's config
+        shutil.copyfile(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")
     instance = DagsterInstance.get()
     warehouse = get_warehouse(settings.warehouse_url)
     run_config = {} if args.verbose else QUIET

@@ -22,7 +22,6 @@ from dagster import ConfigurableResource, EnvVar
 LEDGER = "_stock_assets_partitions"
 
 
-
 class _LazySQLAlchemy:
     """`sqlalchemy`, imported on first use: loading it costs about 0.15 s, a sixth of the code
     location's import time, and nothing touches the warehouse while definitions load."""
@@ -34,6 +33,7 @@ class _LazySQLAlchemy:
 
 
 sa = _LazySQLAlchemy()
+
 
 class MissingPartitionsError(RuntimeError):
     """Upstream partitions were never materialised; the message names the missing ranges."""

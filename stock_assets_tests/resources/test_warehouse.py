@@ -76,3 +76,16 @@ def test_an_unreachable_database_is_named_in_the_error():
         closed.read_partitions("t", "date", KEYS)
     with pytest.raises(WarehouseError, match="unreachable or locked while writing t"):
         closed.write_partitions("t", rows(KEYS), "date", KEYS)
+
+
+def test_a_write_in_several_batches_is_still_one_transaction(warehouse, monkeypatch):
+    import stock_assets.resources.warehouse as module
+
+    monkeypatch.setattr(module, "CHUNK_ROWS", 3)  # 8 rows -> 3 INSERT batches
+    warehouse.write_partitions("t", rows(KEYS), "date", KEYS, unique=["date", "ticker"])
+    assert count(warehouse) == 8
+    duplicate_in_last_batch = pd.concat([rows(KEYS, value=2.0), rows(KEYS[-1:], tickers=("B",))])
+    with pytest.raises(WarehouseError, match="previous rows kept"):
+        warehouse.write_partitions("t", duplicate_in_last_batch, "date", KEYS, unique=["date", "ticker"])
+    frame = warehouse.read_range("t", "date", KEYS[0], KEYS[-1])
+    assert len(frame) == 8 and frame["close"].unique().tolist() == [1.0]  # the first batches rolled back

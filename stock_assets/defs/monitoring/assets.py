@@ -17,6 +17,7 @@ from stock_assets.resources.policies import MonitoringPolicyResource
 from stock_assets.resources.warehouse import WarehouseResource
 
 PLOT_SESSIONS = 60
+PLOT_TICKERS = 8
 
 
 def build_performance_log(partitions: PartitionsDefinition) -> AssetsDefinition:
@@ -100,15 +101,17 @@ def performance_log(
 
 
 def _plots(log: pd.DataFrame, window_sessions: int) -> dict:
-    """Predicted vs actual per ticker and the rolling MAE ratio to persistence, dated, over the last
-    PLOT_SESSIONS scored sessions."""
+    """Predicted vs actual per ticker (the first PLOT_TICKERS of the basket: a chart of 500 tickers is
+    unreadable and costs seconds) and the rolling MAE ratio to persistence over all of them, dated,
+    over the last PLOT_SESSIONS scored sessions."""
     from stock_assets.lib.monitoring import rolling_summary
 
     dates = sorted(log["target_date"].unique())[-PLOT_SESSIONS:]
     log = log[log["target_date"].isin(set(dates))]
     x = pd.to_datetime(dates)
     series = {}
-    for ticker, rows in log.groupby("ticker"):
+    shown = sorted(log["ticker"].unique())[:PLOT_TICKERS]
+    for ticker, rows in log[log["ticker"].isin(shown)].groupby("ticker"):
         rows = rows.set_index("target_date").reindex(dates)
         series[f"{ticker} actual"] = (rows["actual_close"] / rows["actual_close"].iloc[0]).tolist()
         series[f"{ticker} predicted"] = (rows["predicted_close"] / rows["actual_close"].iloc[0]).tolist()
@@ -118,7 +121,10 @@ def _plots(log: pd.DataFrame, window_sessions: int) -> dict:
         )["rolling_mae_ratio"]
         for i, d in enumerate(dates)
     ]
-    title = f"predicted vs actual (relative to first close), {len(dates)} sessions"
+    more = log["ticker"].nunique() - len(shown)
+    title = f"predicted vs actual (relative to first close), {len(dates)} sessions" + (
+        f", {more} more tickers in the log" if more > 0 else ""
+    )
     return {
         "predicted_vs_actual": markdown_image(
             line_plot(series, title, "target session", "price / first close", x=x), "predicted vs actual"

@@ -58,10 +58,10 @@ class DagsterDev:
     log: Path
     retraining: dict  # the retraining the populated instance's sensor requested
 
-    def graphql(self, query: str) -> dict:
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
         request = urllib.request.Request(
             f"{self.url}/graphql",
-            data=json.dumps({"query": query}).encode(),
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -285,18 +285,6 @@ query Stats($key: AssetKeyInput!) {
 """
 
 
-def _graphql(server: DagsterDev, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        f"{server.url}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        payload = json.load(response)
-    assert "errors" not in payload, payload["errors"]
-    return payload["data"]
-
-
 @pytest.mark.slow
 def test_a_two_asset_backfill_from_the_ui_targets_exactly_the_range_in_one_run(dagster_dev):
     keys = BACKFILLED
@@ -307,12 +295,12 @@ def test_a_two_asset_backfill_from_the_ui_targets_exactly_the_range_in_one_run(d
         "fromFailure": False,
         "tags": [],
     }
-    launched = _graphql(dagster_dev, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    launched = dagster_dev.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     backfill_id = launched["backfillId"]
 
     def finished():
-        data = _graphql(dagster_dev, BACKFILL_STATUS, {"id": backfill_id})
+        data = dagster_dev.graphql(BACKFILL_STATUS, {"id": backfill_id})
         status = data["partitionBackfillOrError"]["status"]
         return data if status not in ("REQUESTED", "CANCELING", "FAILING") else None
 
@@ -327,7 +315,7 @@ def test_a_two_asset_backfill_from_the_ui_targets_exactly_the_range_in_one_run(d
             keys[-1],
         )
     for asset in ("raw_prices", "processed_features"):
-        stats = _graphql(dagster_dev, PARTITION_STATS, {"key": {"path": [asset]}})["assetNodeOrError"]
+        stats = dagster_dev.graphql(PARTITION_STATS, {"key": {"path": [asset]}})["assetNodeOrError"]
         # the populated replay's sessions + exactly the backfilled range, nothing failed
         assert stats["partitionStats"] == {"numMaterialized": len(POPULATED) + 60, "numFailed": 0}, asset
 

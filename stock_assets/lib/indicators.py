@@ -22,6 +22,9 @@ import numpy as np
 import pandas as pd
 
 FEATURE_BLOCK = 250
+# (session, window) cells evaluated at once: ~40 float64 intermediates of this size stay alive, so
+# memory is bounded (~150 MB) whatever the basket and the range (docs/architecture.md, "Memory").
+WINDOW_BATCH_CELLS = 500_000
 
 FEATURE_COLUMNS = [
     "ret_1", "ret_5", "ret_20", "volatility_20", "rsi_14",
@@ -312,7 +315,28 @@ def compute_features(
             gap = [d for d, ok in zip(sessions[anchor:end], have) if not ok]
             raise ValueError(f"prices for {ticker} missing on {len(gap)} session(s): {gap[0]}..{gap[-1]}")
 
-    # Window w is column w: session anchor + j in row j, NaN after its last session.
+    # Window w is column w: session anchor + j in row j, NaN after its last session. Windows are
+    # evaluated a batch at a time so memory follows the batch, not the history.
+    longest = max(end - anchor for _, anchor, end in windows)
+    per_batch = max(1, WINDOW_BATCH_CELLS // longest)
+    parts = [
+        _evaluate(panel, windows[lo : lo + per_batch], first, by_anchor, names)
+        for lo in range(0, len(windows), per_batch)
+    ]
+    column = np.concatenate([cols for _, cols, _ in parts])
+    index = np.concatenate([index for _, _, index in parts])
+    rank = np.argsort(np.argsort(np.array(names, dtype=object)))  # rows in (date, ticker) order
+    order = np.lexsort((rank[column], index))
+    frame = pd.DataFrame(np.concatenate([values for values, _, _ in parts])[order], columns=FEATURE_COLUMNS)
+    frame.insert(0, "ticker", np.array(names, dtype=object)[column[order]])
+    frame.insert(0, "date", np.array(sessions, dtype=object)[index[order]])
+    return frame
+
+
+def _evaluate(
+    panel: dict[str, np.ndarray], windows: list[tuple[str, int, int]], first: int, by_anchor: dict, names: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(feature rows, their tickers' positions in `names`, their session indices) for `windows`' targets."""
     length = np.array([end - anchor for _, anchor, end in windows])
     offset = np.array([anchor - first for _, anchor, _ in windows])
     cols = np.array([names.index(ticker) for ticker, _, _ in windows])
@@ -330,7 +354,4 @@ def compute_features(
     pick_w, pick_j = np.array(picks).T
     out = values[pick_j, pick_w]
     out[np.isinf(out)] = np.nan
-    frame = pd.DataFrame(out, columns=FEATURE_COLUMNS)
-    frame.insert(0, "ticker", [windows[w][0] for w in pick_w])
-    frame.insert(0, "date", [sessions[windows[w][1] + j] for w, j in picks])
-    return frame.sort_values(["date", "ticker"]).reset_index(drop=True)
+    return out, cols[pick_w], np.array([windows[w][1] + j for w, j in picks])

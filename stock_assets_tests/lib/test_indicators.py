@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import ta
 
-from stock_assets.lib import calendar
+from stock_assets.lib import calendar, indicators
 from stock_assets.lib.indicators import FEATURE_BLOCK, FEATURE_COLUMNS, compute_features, parabolic_sar, window_start
 from stock_assets.lib.sources import load_sample_prices
 
@@ -207,6 +207,16 @@ def test_a_range_and_a_single_day_give_identical_rows(prices, sessions):
         position = sessions.index(day)
         one = compute_features(prices, sessions[: position + 1], [day], TICKERS, LOOKBACK)
         pd.testing.assert_frame_equal(full[full["date"] == day].reset_index(drop=True), one, check_exact=True)
+
+
+def test_rows_do_not_depend_on_how_windows_are_batched(prices, sessions, monkeypatch):
+    """Memory is bounded by evaluating windows in batches; one window per batch gives the same rows."""
+    unbatched = compute_features(prices, sessions, sessions, ["MSFT", "AAPL"], LOOKBACK)
+    monkeypatch.setattr(indicators, "WINDOW_BATCH_CELLS", 1)
+    batched = compute_features(prices, sessions, sessions, ["MSFT", "AAPL"], LOOKBACK)
+    assert len(batched) == (len(sessions) - LOOKBACK + 1) * 2
+    assert batched["ticker"].tolist()[:4] == ["AAPL", "MSFT", "AAPL", "MSFT"]  # (date, ticker) order
+    pd.testing.assert_frame_equal(batched, unbatched, check_exact=True)
 
 
 def test_warm_up_day_gives_an_empty_typed_frame(prices, sessions):

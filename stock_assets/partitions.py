@@ -33,6 +33,17 @@ def session_keys(first: str | dt.date, last: str | dt.date) -> list[str]:
     return [d.isoformat() for d in calendar.sessions_between(first, last)]
 
 
+# A range run reads, computes and writes its rows this many sessions at a time, so its memory
+# follows one chunk, not the range (docs/architecture.md, "Memory").
+CHUNK_SESSIONS = 500
+
+
+def chunked(keys: list[str], size: int | None = None) -> list[list[str]]:
+    """Consecutive slices of `keys` of at most `size` (default CHUNK_SESSIONS) keys."""
+    size = size or CHUNK_SESSIONS
+    return [keys[i : i + size] for i in range(0, len(keys), size)]
+
+
 class PartitionRangeError(ValueError):
     """A run's partition range selects no session; the message names both ends and the fix."""
 

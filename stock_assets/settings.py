@@ -72,6 +72,9 @@ class TrainingSettings(_Section):
     training_window: int = Field(1500, ge=150, le=10_000, description="sessions of history per retraining")
     n_trials: int = Field(12, ge=1, le=1000)
     search_timeout_seconds: int = Field(600, ge=10, le=86_400)
+    search_workers: int = Field(
+        1, ge=1, le=64, description="Optuna worker processes sharing one study in the relational storage"
+    )
     max_epochs: int = Field(25, ge=1, le=1000)
     patience: int = Field(4, ge=1, le=100)
     seed: int = Field(7, ge=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +23,26 @@ def table_name(context: InputContext | OutputContext) -> str:
     return "__".join(context.asset_key.path)
 
 
+class FrameChunks:
+    """An output given as chunks that are computed while the IO manager writes them: a range run's
+    memory then follows one chunk (docs/architecture.md, "Memory"). Not a generator: Dagster would
+    take a returned generator for a stream of events."""
+
+    def __init__(self, frames: Iterable[pd.DataFrame]) -> None:
+        self._frames = frames
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        return iter(self._frames)
+
+
 class TableIOManager(ConfigurableIOManager):
     """Pandas frames <-> warehouse tables. The asset's definition metadata names the partition
-    column (`partition_expr`, holding the partition key) and the row key (`primary_key`)."""
+    column (`partition_expr`, holding the partition key) and the row key (`primary_key`). An
+    output is a frame or `FrameChunks`; all its rows are written in one transaction either way."""
 
     database_url: str
 
-    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame | FrameChunks) -> None:
         if obj is None:
             return
         meta = context.definition_metadata or {}

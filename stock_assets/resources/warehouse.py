@@ -4,6 +4,9 @@ Writes replace whole partitions inside one transaction (delete the partition ran
 new rows, record the partitions in a ledger), serialised per table, so re-materialising never
 duplicates or half-writes and concurrent writers cannot interleave. The ledger also records
 partitions that legitimately hold zero rows, which is how reads tell "empty" from "missing".
+A write may take its rows as chunks computed while it runs (docs/architecture.md, "Memory"), and
+reads never wait for a write: on SQLite they use their own connections, which WAL lets read the
+last commit while a write is open.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import zlib
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -87,7 +91,11 @@ class Warehouse:
         if url.startswith("sqlite") and database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         self.engine = sa.create_engine(url, pool_pre_ping=True, future=True)
+        self.reader = self.engine
         if self.is_sqlite:
+            if database and database != ":memory:":
+                self.reader = sa.create_engine(url, pool_pre_ping=True, future=True)
+                sa.event.listen(self.reader, "connect", self._sqlite_pragmas)
             sa.event.listen(self.engine, "connect", self._sqlite_pragmas)
             sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
 
@@ -137,34 +145,44 @@ class Warehouse:
     def write_partitions(
         self,
         table: str,
-        frame: pd.DataFrame,
+        frames: pd.DataFrame | Iterable[pd.DataFrame],
         partition_column: str,
         partition_keys: Sequence[str],
         unique: Sequence[str] = (),
     ) -> int:
-        """Replace `partition_keys` (a contiguous range) of `table` with `frame` atomically."""
+        """Replace `partition_keys` (a contiguous range) of `table` with the rows of `frames` atomically.
+
+        `frames` is one frame or chunks of one (an iterator is consumed inside the transaction, so a
+        chunk that fails to compute leaves the table as it was)."""
         keys = sorted(partition_keys)
-        outside = set(frame[partition_column]) - set(keys) if len(frame) else set()
-        if outside:
-            raise WarehouseError(
-                f"table {table}: rows for partitions {sorted(outside)[:3]} outside this write {keys[0]}..{keys[-1]}"
-            )
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        counts = frame[partition_column].value_counts().to_dict() if len(frame) else {}
+        counts: Counter = Counter()
         try:
             with self.engine.begin() as conn:
                 metadata = sa.MetaData()
                 ledger = self._ledger(metadata)
                 metadata.create_all(conn, checkfirst=True)
                 self._lock(conn, table)
-                if len(frame.columns):
-                    target = self._table(conn, table, frame, unique)
-                    col = target.c[partition_column]
-                    conn.execute(target.delete().where(col >= keys[0], col <= keys[-1]))
+                target = None
+                for frame in [frames] if isinstance(frames, pd.DataFrame) else frames:
+                    outside = set(frame[partition_column]) - set(keys) if len(frame) else set()
+                    if outside:
+                        raise WarehouseError(
+                            f"table {table}: rows for partitions {sorted(outside)[:3]} outside this write "
+                            f"{keys[0]}..{keys[-1]}"
+                        )
+                    if not len(frame.columns):
+                        continue
+                    if target is None:
+                        target = self._table(conn, table, frame, unique)
+                        col = target.c[partition_column]
+                        conn.execute(target.delete().where(col >= keys[0], col <= keys[-1]))
                     # Batches inside the one transaction: one list of row dicts for a whole range cost
                     # 1.35 GB at 500 tickers x 2,500 sessions (benchmarks/scale.py).
                     for start in range(0, len(frame), CHUNK_ROWS):
                         conn.execute(target.insert(), _records(frame.iloc[start : start + CHUNK_ROWS]))
+                    if len(frame):
+                        counts.update(frame[partition_column].value_counts().to_dict())
                 conn.execute(
                     ledger.delete().where(
                         ledger.c.table_name == table,
@@ -185,13 +203,13 @@ class Warehouse:
             ) from exc
         except sa.exc.IntegrityError as exc:
             raise WarehouseError(f"table {table}: write rejected, previous rows kept ({exc.orig})") from exc
-        return len(frame)
+        return sum(counts.values())
 
     @contextlib.contextmanager
     def _reading(self, table: str) -> Iterator[sa.Connection]:
         """A read connection; an unreachable database becomes an error that says so."""
         try:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 yield conn
         except sa.exc.OperationalError as exc:
             raise WarehouseError(f"warehouse {self.safe_url} unreachable while reading {table}: {exc.orig}") from exc
@@ -209,6 +227,17 @@ class Warehouse:
             )
             return {k: n for k, n in rows}
 
+    def require_partitions(self, table: str, keys: Sequence[str]) -> None:
+        """Raise MissingPartitionsError naming the ranges of `keys` (a contiguous range) never written."""
+        keys = sorted(keys)
+        stored = self.stored_partitions(table, keys[0], keys[-1]) if keys else {}
+        missing = [k for k in keys if k not in stored]
+        if missing:
+            raise MissingPartitionsError(
+                f"{table}: {len(missing)} of {len(keys)} needed partition(s) not materialized: "
+                f"{key_ranges(missing)}. Materialize (backfill) {table} for that range first."
+            )
+
     def read_partitions(
         self, table: str, partition_column: str, keys: Sequence[str], require_all: bool = True
     ) -> pd.DataFrame:
@@ -217,13 +246,7 @@ class Warehouse:
         if not keys:
             return pd.DataFrame()
         if require_all:
-            stored = self.stored_partitions(table, keys[0], keys[-1])
-            missing = [k for k in keys if k not in stored]
-            if missing:
-                raise MissingPartitionsError(
-                    f"{table}: {len(missing)} of {len(keys)} needed partition(s) not materialized: "
-                    f"{key_ranges(missing)}. Materialize (backfill) {table} for that range first."
-                )
+            self.require_partitions(table, keys)
         return self.read_range(table, partition_column, keys[0], keys[-1])
 
     def read_range(self, table: str, partition_column: str, first: str, last: str) -> pd.DataFrame:

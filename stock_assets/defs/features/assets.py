@@ -2,8 +2,8 @@
 
 import pandas as pd
 from dagster import (
+    AssetDep,
     AssetExecutionContext,
-    AssetIn,
     AssetsDefinition,
     BackfillPolicy,
     Failure,
@@ -13,11 +13,13 @@ from dagster import (
 )
 
 from stock_assets.defs.lookback import SessionLookback
-from stock_assets.lib.indicators import FEATURE_COLUMNS, compute_features, max_window
+from stock_assets.lib.indicators import FEATURE_COLUMNS, compute_features, max_window, window_start
 from stock_assets.lib.prices import describe_problems, price_problems
-from stock_assets.partitions import run_partition_keys, session_keys
+from stock_assets.partitions import chunked, run_partition_keys, session_keys
 from stock_assets.resources.basket import BasketResource
+from stock_assets.resources.io_managers import FrameChunks
 from stock_assets.resources.price_source import PriceSourceResource
+from stock_assets.resources.warehouse import WarehouseResource
 from stock_assets.settings import Settings
 
 
@@ -30,7 +32,8 @@ def build_processed_features(settings: Settings, partitions: PartitionsDefinitio
         backfill_policy=BackfillPolicy.single_run(),
         group_name="features",
         io_manager_key="table_io_manager",
-        ins={"raw_prices": AssetIn(partition_mapping=SessionLookback(price_window))},
+        # Read chunk by chunk from the warehouse rather than loaded as one input (see below).
+        deps=[AssetDep("raw_prices", partition_mapping=SessionLookback(price_window))],
         metadata={
             "partition_expr": "date",
             "primary_key": ["date", "ticker"],
@@ -47,40 +50,53 @@ def build_processed_features(settings: Settings, partitions: PartitionsDefinitio
     )
     def processed_features(
         context: AssetExecutionContext,
-        raw_prices: pd.DataFrame,
         basket: BasketResource,
         price_source: PriceSourceResource,
-    ) -> pd.DataFrame:
+        warehouse: WarehouseResource,
+    ):
+        """A daily run returns one small frame; a range run returns `FrameChunks` that read the prices
+        of, compute and write `CHUNK_SESSIONS` sessions at a time inside the one write transaction, so
+        its memory follows a chunk and not the range (docs/architecture.md, "Memory")."""
         keys = run_partition_keys(context)
         tickers = list(basket.tickers)
-        window = session_keys(raw_prices["date"].min(), keys[-1]) if len(raw_prices) else []
-        problems = price_problems(raw_prices, tickers, window, **price_source.price_rules)
-        if any(problems.values()):
-            raise Failure(
-                description=f"raw_prices fail quality rules in {window[0]}..{window[-1]}: "
-                f"{describe_problems(problems)}. Fix the source data and re-materialize raw_prices for those "
-                "sessions; no features were written.",
-            )
         # Anchors count from the partitions' first session (docs/decisions.md, "Date-anchored feature windows").
         sessions = session_keys(basket.start_date, keys[-1])
-        features = compute_features(raw_prices, sessions, list(keys), tickers, lookback)
-        warmup = len(keys) - features["date"].nunique()
-        # Dagster copies range-run metadata onto every partition's event: previews only for single sessions.
-        preview = {}
-        if len(keys) == 1:
-            preview = {
-                "preview": MetadataValue.md(features.tail(min(8, len(features))).round(4).to_markdown(index=False))
-            }
+        first = len(sessions) - len(keys)
+        store = warehouse.get()
+        store.require_partitions("raw_prices", sessions[max(0, first - price_window + 1) :])
+        rules = price_source.price_rules
+
+        def compute(chunk: list[str]) -> pd.DataFrame:
+            at = sessions.index(chunk[0], first)
+            window = sessions[max(0, at - price_window + 1) : at + len(chunk)]
+            prices = store.read_range("raw_prices", "date", window[0], window[-1])
+            problems = price_problems(prices, tickers, window, **rules)
+            if any(problems.values()):
+                raise Failure(
+                    description=f"raw_prices fail quality rules in {window[0]}..{window[-1]}: "
+                    f"{describe_problems(problems)}. Fix the source data and re-materialize raw_prices for those "
+                    "sessions; no features were written.",
+                )
+            return compute_features(prices, sessions, chunk, tickers, lookback)
+
+        warmup = sum(window_start(i, lookback) is None for i in range(first, len(sessions)))
         context.add_output_metadata(
             {
-                "rows": len(features),
                 "sessions": len(keys),
                 "warm_up_sessions_without_rows": warmup,
                 "tickers": MetadataValue.text(", ".join(tickers)),
                 "first_session": keys[0],
                 "last_session": keys[-1],
-                "price_window": f"{window[0]}..{window[-1]}" if window else "none",
-                **preview,
+                "price_window": f"{sessions[max(0, first - price_window + 1)]}..{keys[-1]}",
+            }
+        )
+        if len(keys) > 1:  # Dagster copies range-run metadata onto every partition's event: no preview
+            return FrameChunks(compute(chunk) for chunk in chunked(keys))
+        features = compute(keys)
+        context.add_output_metadata(
+            {
+                "rows": len(features),
+                "preview": MetadataValue.md(features.tail(min(8, len(features))).round(4).to_markdown(index=False)),
             }
         )
         return features

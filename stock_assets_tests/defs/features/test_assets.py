@@ -1,9 +1,12 @@
 """`processed_features` on a real instance and warehouse: range runs, date-anchored identity,
 missing lookbacks, and prices that fail the quality rules."""
 
+import pandas as pd
 import pytest
+import sqlalchemy as sa
 from dagster import AssetKey, materialize
 
+from stock_assets import partitions
 from stock_assets.defs.features.checks import processed_features_valid
 from stock_assets.defs.ingestion.checks import raw_prices_quality
 from stock_assets.lib.indicators import FEATURE_COLUMNS, max_window
@@ -27,9 +30,11 @@ def all_assets(raw_prices, processed_features):
     return [raw_prices, raw_prices_quality, processed_features, processed_features_valid]
 
 
+@pytest.mark.parametrize("chunk_sessions", [500, 25], ids=["one chunk", "twelve chunks"])
 def test_range_backfill_of_prices_and_60_sessions_of_features(
-    settings, resources, instance, all_assets, raw_prices, processed_features
+    settings, resources, instance, all_assets, raw_prices, processed_features, chunk_sessions, monkeypatch
 ):
+    monkeypatch.setattr(partitions, "CHUNK_SESSIONS", chunk_sessions)
     result = materialize_range(all_assets, KEYS[0], KEYS[-1], resources=resources, instance=instance)
     assert result.success
     prices = stored(settings, "raw_prices")
@@ -42,6 +47,8 @@ def test_range_backfill_of_prices_and_60_sessions_of_features(
     for key in (raw_prices.key, processed_features.key):
         assert len(instance.get_materialized_partitions(key)) == 280
     assert len(instance.get_runs()) == 1
+    (write,) = [e for e in result.get_asset_materialization_events() if e.asset_key == processed_features.key][:1]
+    assert write.materialization.metadata["warehouse_rows_written"].value == 61 * 4
 
     # A daily run of one session later reproduces exactly what the range run stored.
     before = features[features["date"] == KEYS[250]].reset_index(drop=True)
@@ -121,3 +128,36 @@ def test_corrupted_prices_fail_the_check_and_block_features(
     assert f"high below open/close: 1 ({BAD_DAY} IBM)" in str(
         later.get_step_failure_events()[0].event_specific_data.error
     )
+
+
+def test_a_chunk_that_fails_leaves_the_stored_features_as_they_were(
+    settings, resources, instance, all_assets, raw_prices, processed_features, monkeypatch
+):
+    """A range run writes its chunks in one transaction: bad prices in the last chunk keep every row
+    of the first chunks (and of the earlier materialization) out of the table or unchanged."""
+    materialize_range(all_assets, KEYS[0], KEYS[-1], resources=resources, instance=instance)
+    engine = sa.create_engine(settings.warehouse_url)
+    with engine.begin() as conn:
+        # A marker a committed earlier chunk would overwrite, and a stored bar turned impossible.
+        conn.execute(sa.text("UPDATE processed_features SET rsi_14 = 42 WHERE date = :d"), {"d": KEYS[230]})
+        conn.execute(
+            sa.text("UPDATE raw_prices SET high = close * 0.5 WHERE date = :d AND ticker = 'IBM'"), {"d": KEYS[270]}
+        )
+    engine.dispose()
+    before = stored(settings, "processed_features")
+    monkeypatch.setattr(partitions, "CHUNK_SESSIONS", 20)  # 61 sessions with rows: chunks of 20, the last one bad
+    result = materialize_range(
+        [raw_prices, processed_features],
+        KEYS[0],
+        KEYS[-1],
+        selection=[processed_features],
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+    message = str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert "raw_prices fail quality rules in" in message and f"{KEYS[270]} IBM" in message
+    after = stored(settings, "processed_features")
+    pd.testing.assert_frame_equal(after, before)
+    assert len(after) == 61 * 4 and (after.loc[after["date"] == KEYS[230], "rsi_14"] == 42).all()

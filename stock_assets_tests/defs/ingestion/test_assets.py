@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from dagster import materialize
+import sqlalchemy as sa
+from dagster import AssetSelection, materialize
 
+from stock_assets import partitions
 from stock_assets.defs.ingestion.checks import raw_prices_quality
 from stock_assets.lib.sources import SamplePriceSource
 from stock_assets.resources.basket import BasketResource
@@ -70,7 +73,6 @@ def test_cli_range_materialization(tmp_path):
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'home' / 'warehouse.db'}")
     with engine.connect() as conn:
@@ -117,3 +119,88 @@ def test_vendor_readjustment_is_reported_not_mixed(settings, resources, instance
 def test_a_partition_key_that_is_not_a_session_is_refused(resources, instance, raw_prices):
     with pytest.raises(Exception, match="2012-10-29"):  # hurricane Sandy: the exchange was closed
         materialize([raw_prices], partition_key="2012-10-29", resources=resources, instance=instance)
+
+
+class RecordingSource(PriceSourceResource):
+    """The sample, recording each window asked for; `gap` drops a ticker's row on one session."""
+
+    gap: str = ""
+
+    def get(self):
+        outer = self
+
+        class _Source(SamplePriceSource):
+            def fetch(self, tickers, start, end):
+                outer_calls.append((start.isoformat(), end.isoformat()))
+                frame = super().fetch(tickers, start, end)
+                return frame[~((frame["date"] == outer.gap) & (frame["ticker"] == "IBM"))]
+
+        return _Source()
+
+
+outer_calls: list[tuple[str, str]] = []
+
+
+def test_a_range_is_fetched_and_written_in_chunks_in_one_transaction(
+    settings, resources, instance, raw_prices, monkeypatch
+):
+    keys = KEYS[:30]
+    outer_calls.clear()
+    chunked = {**resources, "price_source": RecordingSource()}
+    materialize_range([raw_prices], keys[0], keys[-1], resources=chunked, instance=instance)
+    whole = stored(settings, "raw_prices").drop(columns="fetched_at")
+    assert outer_calls == [(keys[0], keys[-1])]  # the partitions' start: no overlap before it
+
+    monkeypatch.setattr(partitions, "CHUNK_SESSIONS", 8)
+    outer_calls.clear()
+    result = materialize_range(
+        [raw_prices, raw_prices_quality], keys[0], keys[-1], resources=chunked, instance=instance
+    )
+    # Each later chunk starts one session early, so the source checks the move into it.
+    assert outer_calls == [(keys[0], keys[7]), (keys[7], keys[15]), (keys[15], keys[23]), (keys[23], keys[29])]
+    pd.testing.assert_frame_equal(stored(settings, "raw_prices").drop(columns="fetched_at"), whole)
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["rows_checked"].value == 30 * 4
+
+    # A gap in the last chunk fails the run after three chunks were inserted: the transaction keeps none.
+    gapped = {**resources, "price_source": RecordingSource(gap=keys[26])}
+    before = stored(settings, "raw_prices")
+    failed = materialize_range(
+        [raw_prices], keys[0], keys[-1], resources=gapped, instance=instance, raise_on_error=False
+    )
+    assert not failed.success
+    assert f"no prices for ['IBM'] on 1 session(s) ({keys[26]})" in str(
+        failed.get_step_failure_events()[0].event_specific_data.error
+    )
+    pd.testing.assert_frame_equal(stored(settings, "raw_prices"), before)
+
+
+class JumpingSource(PriceSourceResource):
+    """The sample with MSFT's adj_close x 7.5 from `jump` on, past the source's own validation."""
+
+    jump: str
+
+    def get(self):
+        jump = self.jump
+
+        class _Source(SamplePriceSource):
+            def fetch(self, tickers, start, end):
+                frame = super().fetch(tickers, start, end)
+                frame.loc[(frame["date"] >= jump) & (frame["ticker"] == "MSFT"), "adj_close"] *= 7.5
+                return frame
+
+        return _Source()
+
+
+def test_the_quality_check_sees_moves_across_chunks(settings, resources, instance, raw_prices, monkeypatch):
+    keys = KEYS[:30]
+    monkeypatch.setattr(partitions, "CHUNK_SESSIONS", 8)
+    jumping = {**resources, "price_source": JumpingSource(jump=keys[8])}  # the second chunk's first session
+    result = materialize_range(
+        [raw_prices, raw_prices_quality], keys[0], keys[-1], resources=jumping, instance=instance, raise_on_error=False
+    )
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["rows_checked"].value == 30 * 4
+    moves = {k: v.value for k, v in check.metadata.items() if k.startswith("violations:") and v.value}
+    assert len(moves) == 1 and list(moves.values()) == [1] and "move" in next(iter(moves))
+    assert f"{keys[8]} MSFT" in check.metadata["examples"].value

@@ -1,15 +1,24 @@
 import dataclasses
+import os
+import time
 
+import numpy as np
 import optuna
+import pytest
 
 from stock_assets.lib.search import (
     FINGERPRINT_ATTR,
+    SEARCHED_ARRAYS,
+    WORKER_PID_ATTR,
     SearchBudget,
     SearchSpace,
+    cgroup_cpu_limit,
     run_study,
     search_fingerprint,
     study_summary,
     suggest_params,
+    trial_shares,
+    worker_main,
 )
 from stock_assets.lib.training import LOSSES
 from stock_assets_tests.helpers import random_training_arrays
@@ -84,3 +93,101 @@ def test_the_epochs_budget_and_the_data_are_part_of_the_search():
     assert search_fingerprint(arrays(n=130), space, budget)[0] != base  # another training window
     shorter = {**arrays(), "validation": arrays()["validation"][1:]}
     assert search_fingerprint(shorter, space, budget)[0] != base
+
+
+# --- several worker processes sharing one study ------------------------------------------------
+TINY_SPACE = SearchSpace(architectures=("lstm",), hidden_sizes=(8,), max_layers=1, sequence_lengths=(5,))
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def test_trials_are_shared_out_exactly():
+    assert trial_shares(8, 2) == [4, 4]
+    assert trial_shares(5, 2) == [3, 2]
+    assert trial_shares(3, 4) == [1, 1, 1]  # no idle worker is started
+    assert sum(trial_shares(13, 5)) == 13
+
+
+def test_a_container_cpu_quota_caps_the_cores_workers_share(tmp_path):
+    (tmp_path / "cpu.max").write_text("200000 100000\n")  # cgroup v2, docker --cpus=2
+    assert cgroup_cpu_limit(tmp_path) == 2.0
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(tmp_path) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()  # cgroup v1
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("150000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(tmp_path) == 1.5
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_limit(tmp_path) is None
+    assert cgroup_cpu_limit(tmp_path / "missing") is None
+
+
+def test_two_worker_processes_share_one_study_and_run_exactly_n_trials(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    budget = SearchBudget(n_trials=6, timeout_seconds=120, max_epochs=2, patience=1, seed=1)
+    logged = []
+    study = run_study(
+        arrays(), TINY_SPACE, budget, storage, "w", on_trial=lambda name, t: logged.append((name, t.number)), workers=2
+    )
+    trials = optuna.load_study(study_name="w", storage=storage).trials  # what the storage holds
+    assert len(trials) == 6 and all(t.state in FINISHED for t in trials)
+    pids = [t.user_attrs[WORKER_PID_ATTR] for t in trials]
+    assert os.getpid() not in pids and sorted(pids.count(pid) for pid in set(pids)) == [3, 3]  # 2 processes
+    # One sampler seed per worker: no two trials propose the same parameters.
+    assert len({(t.params["dropout"], t.params["learning_rate"]) for t in trials}) == 6
+    # The caller sees every finished trial once, in trial-number order, after the workers are done.
+    assert logged == [("w", n) for n in range(6)]
+    complete = [t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert study_summary(study)["n_trials"] == 6 and study.best_value == min(complete)
+
+    # Resuming starts no worker when nothing is missing, and only the missing trials otherwise.
+    assert len(run_study(arrays(), TINY_SPACE, budget, storage, "w", on_trial=logged.append, workers=2).trials) == 6
+    assert len(logged) == 6
+    more = run_study(arrays(), TINY_SPACE, dataclasses.replace(budget, n_trials=7), storage, "w", workers=2)
+    assert len(more.trials) == 7 and more.trials[6].state in FINISHED
+
+
+def test_a_failing_worker_makes_the_search_raise_with_its_message(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    broken = dataclasses.replace(TINY_SPACE, losses=("nope",))  # every trial fails inside the worker
+    budget = SearchBudget(n_trials=4, timeout_seconds=120, max_epochs=2, patience=1, seed=1)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"search worker \d of 2 .* failed .*unknown loss 'nope'"):
+        run_study(arrays(), broken, budget, storage, "f", workers=2)
+    assert time.monotonic() - started < 60
+    states = {t.state for t in optuna.load_study(study_name="f", storage=storage).trials}
+    assert states == {optuna.trial.TrialState.FAIL}  # nothing left RUNNING
+
+
+@pytest.fixture
+def keep_torch_threads():
+    """worker_main sets torch's thread count (its share of the cores): restore this process's."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_worker_joins_only_a_study_of_the_same_search(tmp_path, monkeypatch, keep_torch_threads):
+    """The entry point a worker on another machine runs: the study's recorded search and fingerprint
+    must match the arrays it was given, and the storage URL comes from the environment."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    budget = SearchBudget(n_trials=1, timeout_seconds=60, max_epochs=2, patience=1, seed=1)
+    run_study(arrays(), TINY_SPACE, budget, storage, "j")
+    same, other = tmp_path / "same.npz", tmp_path / "other.npz"
+    np.savez(same, **{k: arrays()[k] for k in SEARCHED_ARRAYS})
+    np.savez(other, **{k: arrays(n=130)[k] for k in SEARCHED_ARRAYS})
+    error = tmp_path / "error.txt"
+    argv = ["--study", "j", "--n-trials", "1", "--seed", "2", "--threads", "1", "--error-file", str(error)]
+
+    monkeypatch.delenv("STOCK_ASSETS_OPTUNA_STORAGE", raising=False)
+    assert worker_main([*argv, "--arrays", str(same)]) == 1
+    assert "STOCK_ASSETS_OPTUNA_STORAGE" in error.read_text() and "sqlite" not in error.read_text()
+    monkeypatch.setenv("STOCK_ASSETS_OPTUNA_STORAGE", storage)
+    assert worker_main([*argv, "--arrays", str(other)]) == 1
+    assert "refusing to mix trials" in error.read_text()
+    error.unlink()
+    assert worker_main([*argv, "--arrays", str(same)]) == 0 and not error.exists()
+    trials = optuna.load_study(study_name="j", storage=storage).trials
+    assert len(trials) == 2 and trials[1].user_attrs[WORKER_PID_ATTR] == os.getpid()

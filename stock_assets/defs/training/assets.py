@@ -155,7 +155,9 @@ def search_best_params(context, config, scaled_sets: dict, model_registry, optun
         client, experiment_id = model_registry.client(), model_registry.experiment_id()
 
         def log_trial(used_study: str, trial) -> None:
-            """Each trial as a nested MLflow run (client API: no global active-run state)."""
+            """Each trial as a nested MLflow run (client API: no global active-run state). With several
+            search workers `run_study` calls this after they finished, in trial-number order: the
+            workers never log to MLflow themselves."""
             tags = {"mlflow.parentRunId": parent_run_id, "optuna_study": used_study, "optuna_state": trial.state.name}
             run = client.create_run(experiment_id, run_name=f"trial-{trial.number}", tags=tags)
             for name, value in trial.params.items():
@@ -167,10 +169,17 @@ def search_best_params(context, config, scaled_sets: dict, model_registry, optun
             client.set_terminated(run.info.run_id, "FINISHED")
 
         study = run_study(
-            scaled_sets, config.space(), config.budget(), optuna_storage.url, study_name, on_trial=log_trial
+            scaled_sets,
+            config.space(),
+            config.budget(),
+            optuna_storage.url,
+            study_name,
+            on_trial=log_trial,
+            workers=config.search_workers,
         )
         summary = study_summary(study)
         mlflow.log_params({f"search_{k}": v for k, v in summary.items() if k != "study_name"})
+        mlflow.log_param("search_workers", config.search_workers)
     values = [t.value for t in study.trials if t.value is not None]
     best_so_far = [min(values[: i + 1]) for i in range(len(values))]
     plot = line_plot(
@@ -181,6 +190,7 @@ def search_best_params(context, config, scaled_sets: dict, model_registry, optun
         {
             **summary,
             "pruned_share": round(summary["n_pruned"] / max(summary["n_trials"], 1), 3),
+            "search_workers": config.search_workers,
             "best_params": MetadataValue.json(study.best_params),
             "trials": MetadataValue.md(trials.to_markdown(index=False)),
             "search_plot": markdown_image(plot, "Optuna trials"),

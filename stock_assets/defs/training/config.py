@@ -34,6 +34,11 @@ def build_training_configs(training: TrainingSettings) -> TrainingConfigs:
         max_epochs: epochs_range = Field(training.max_epochs)
         patience: patience_range = Field(training.patience)
         seed: seed_range = Field(training.seed)
+        search_workers: between(1, 64) = Field(
+            training.search_workers,
+            description="worker processes sharing the study, each with its share of the cores "
+            "(1: the search runs in the run's own process)",
+        )
         architectures: list_of(one_of(*ARCHITECTURE_NAMES, name="Architecture")) = Field(list(ARCHITECTURE_NAMES))
         hidden_sizes: list_of(between(1, 1024)) = Field([16, 32, 64])
         max_layers: between(1, 4) = Field(2)

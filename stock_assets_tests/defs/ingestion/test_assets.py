@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from dagster import AssetSelection, materialize
+from dagster import materialize
 
 from stock_assets import partitions
 from stock_assets.defs.ingestion.checks import raw_prices_quality

@@ -337,21 +337,19 @@ def seed_history(settings, first: str, last: str) -> dict[str, int]:
     def context():
         return build_asset_context(partition_key_range=PartitionKeyRange(first, last))
 
-    prices = raw_prices(
-        context(),
-        config=config,
-        basket=resources["basket"],
-        price_source=resources["price_source"],
-        warehouse=resources["warehouse"],
-    )
-    features = processed_features(
-        context(), raw_prices=prices, basket=resources["basket"], price_source=resources["price_source"]
-    )
     written = {}
-    for assets_def, frame in ((raw_prices, prices), (processed_features, features)):
+    for assets_def in (raw_prices, processed_features):  # features read the prices just written
+        kwargs = {"config": config} if assets_def is raw_prices else {}
+        output = assets_def(
+            context(),
+            basket=resources["basket"],
+            price_source=resources["price_source"],
+            warehouse=resources["warehouse"],
+            **kwargs,
+        )
         meta = assets_def.metadata_by_key[assets_def.key]
         written[assets_def.key.to_user_string()] = get_warehouse(settings.warehouse_url).write_partitions(
-            assets_def.key.to_user_string(), frame, meta["partition_expr"], keys, unique=meta["primary_key"]
+            assets_def.key.to_user_string(), output, meta["partition_expr"], keys, unique=meta["primary_key"]
         )
     return written
 

@@ -11,6 +11,7 @@ import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from dagster import AssetKey, DagsterRunStatus, materialize
@@ -36,13 +37,14 @@ def store_prices(settings, first: str, last: str, source: str) -> None:
 
     resources = build_resources(settings)
     (raw_prices,) = assets_of(settings, "raw_prices")
-    frame = raw_prices(
+    chunks = raw_prices(  # a range: FrameChunks, as the IO manager receives them
         build_asset_context(partition_key_range=PartitionKeyRange(first, last)),
         config=build_raw_prices_config(settings)(overlap_sessions=0),
         basket=resources["basket"],
         price_source=resources["price_source"],
         warehouse=resources["warehouse"],
-    ).assign(source=source)
+    )
+    frame = pd.concat(list(chunks), ignore_index=True).assign(source=source)
     get_warehouse(settings.warehouse_url).write_partitions(
         "raw_prices", frame, "date", session_keys(first, last), unique=["date", "ticker"]
     )

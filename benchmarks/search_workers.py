@@ -58,7 +58,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from stock_assets.lib.search import SearchBudget, SearchSpace, run_study, study_summary, usable_cores
+    from stock_assets.lib.search import SearchBudget, SearchSpace, run_study, study_summary
+    from stock_assets.lib.search_workers import usable_cores
 
     started = time.perf_counter()
     arrays, settings = scaled_sets(args.partition)

@@ -9,17 +9,14 @@ import pytest
 from stock_assets.lib.search import (
     FINGERPRINT_ATTR,
     SEARCHED_ARRAYS,
-    WORKER_PID_ATTR,
     SearchBudget,
     SearchSpace,
-    cgroup_cpu_limit,
     run_study,
     search_fingerprint,
     study_summary,
     suggest_params,
-    trial_shares,
-    worker_main,
 )
+from stock_assets.lib.search_workers import WORKER_PID_ATTR, cgroup_cpu_limit, trial_shares, worker_main
 from stock_assets.lib.training import LOSSES
 from stock_assets_tests.helpers import random_training_arrays
 

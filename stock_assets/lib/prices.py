@@ -104,13 +104,13 @@ def normalize_price_frame(
     One-day |log(adj_close[t] / adj_close[t-1])| per ticker above `max_abs_log_return` is refused
     unless (ticker, date) is in `accepted_moves`. Never fills a missing value.
     """
-    accepted = _accepted_moves(accepted_moves)
-    bound = _check_bound(max_abs_log_return)
-    frame, adj_from_close = _schema_columns(frame, origin)
+    accepted = accepted_move_set(accepted_moves)
+    bound = checked_move_bound(max_abs_log_return)
+    frame, adj_from_close = schema_columns(frame, origin)
     if frame.empty:
         raise PriceDataError(f"{origin}: no rows")
-    frame["ticker"] = _parse_tickers(frame["ticker"], origin)
-    frame["date"] = _parse_dates(frame["date"], frame["ticker"], origin)
+    frame["ticker"] = parse_ticker_column(frame["ticker"], origin)
+    frame["date"] = parse_date_column(frame["date"], frame["ticker"], origin)
     for column in NUMERIC_COLUMNS:
         parsed = pd.to_numeric(frame[column], errors="coerce")
         bad = parsed.isna() & frame[column].notna()
@@ -120,7 +120,7 @@ def normalize_price_frame(
                 "give plain numbers (no currency signs or thousands separators)"
             )
         frame[column] = parsed.astype(float)
-    _check_calendar(frame, origin)
+    check_calendar(frame, origin)
     dupes = _duplicated(frame, keep=False)
     if dupes.any():
         raise PriceDataError(f"{origin}: duplicate (date, ticker) in {_show_rows(frame, dupes)}; keep one row each")
@@ -142,7 +142,7 @@ def normalize_price_frame(
     return frame[PRICE_FRAME_COLUMNS].sort_values(["date", "ticker"]).reset_index(drop=True)
 
 
-def _schema_columns(frame: pd.DataFrame, origin: str) -> tuple[pd.DataFrame, bool]:
+def schema_columns(frame: pd.DataFrame, origin: str) -> tuple[pd.DataFrame, bool]:
     """(frame under schema names, adj_close copied from close?); refuses unknown, missing or doubled columns."""
     positions: dict[str, list[int]] = {}
     unknown: list[str] = []
@@ -175,7 +175,7 @@ def _schema_columns(frame: pd.DataFrame, origin: str) -> tuple[pd.DataFrame, boo
     return out, adj_from_close
 
 
-def _parse_tickers(tickers: pd.Series, origin: str) -> pd.Series:
+def parse_ticker_column(tickers: pd.Series, origin: str) -> pd.Series:
     text = tickers.astype(str).str.strip().str.upper()
     missing = tickers.isna().to_numpy() | (text == "").to_numpy()
     if missing.any():
@@ -184,7 +184,7 @@ def _parse_tickers(tickers: pd.Series, origin: str) -> pd.Series:
     return text
 
 
-def _parse_dates(dates: pd.Series, tickers: pd.Series, origin: str) -> pd.Series:
+def parse_date_column(dates: pd.Series, tickers: pd.Series, origin: str) -> pd.Series:
     """'YYYY-MM-DD' strings; day-first, US-style or compact dates are refused, never guessed."""
     if isinstance(dates.dtype, pd.DatetimeTZDtype):
         raise PriceDataError(
@@ -222,7 +222,7 @@ def _date_rows(values: pd.Series, tickers: pd.Series, mask: np.ndarray) -> str:
     return f"{len(rows)} row(s): {_sample(rows)}"
 
 
-def _check_calendar(frame: pd.DataFrame, origin: str) -> None:
+def check_calendar(frame: pd.DataFrame, origin: str) -> None:
     early = (frame["date"] < calendar.EARLIEST_SESSION.isoformat()).to_numpy()
     if early.any():
         raise PriceDataError(
@@ -248,14 +248,14 @@ def _check_calendar(frame: pd.DataFrame, origin: str) -> None:
         )
 
 
-def _check_bound(value: float) -> float:
+def checked_move_bound(value: float) -> float:
     value = float(value)
     if math.isnan(value) or value <= 0:
         raise ValueError(f"max_abs_log_return must be > 0 (math.inf disables the bound), got {value}")
     return value
 
 
-def _accepted_moves(pairs: Iterable[tuple[str, str | dt.date]]) -> frozenset[tuple[str, str]]:
+def accepted_move_set(pairs: Iterable[tuple[str, str | dt.date]]) -> frozenset[tuple[str, str]]:
     """{(TICKER, 'YYYY-MM-DD')}; dates may be `date` objects (YAML reads unquoted dates as dates)."""
     out = set()
     for pair in pairs:
@@ -359,7 +359,7 @@ def price_problems(
     problems: dict[str, list[str]] = {}
     present = set(zip(frame["date"], frame["ticker"]))
     problems["missing (date, ticker)"] = [f"{d} {t}" for d in sessions for t in tickers if (d, t) not in present]
-    violations = _rule_violations(frame, _check_bound(max_abs_log_return), _accepted_moves(accepted_moves))
+    violations = _rule_violations(frame, checked_move_bound(max_abs_log_return), accepted_move_set(accepted_moves))
     problems.update({name: _rows(frame, mask) for name, mask in violations.items()})
     problems["duplicate (date, ticker)"] = _rows(frame, _duplicated(frame, keep="first"))
     return problems

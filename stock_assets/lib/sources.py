@@ -21,14 +21,14 @@ from stock_assets.lib.prices import (
     NUMERIC_COLUMNS,
     PRICE_FRAME_COLUMNS,
     PriceDataError,
-    _accepted_moves,
-    _check_bound,
-    _check_calendar,
-    _parse_dates,
-    _parse_tickers,
-    _schema_columns,
+    accepted_move_set,
     canonical_column,
+    check_calendar,
+    checked_move_bound,
     normalize_price_frame,
+    parse_date_column,
+    parse_ticker_column,
+    schema_columns,
 )
 
 SAMPLE_FILE = "sample_prices.csv.gz"
@@ -190,8 +190,8 @@ class CsvPriceSource:
         if not files:
             raise PriceSourceError(f"csv_path {path} holds no *.csv or *.csv.gz files")
         # Settings errors as normalize_price_frame gives them, even for a window without rows to validate.
-        _check_bound(self.max_abs_log_return)
-        _accepted_moves(self.accepted_moves)
+        checked_move_bound(self.max_abs_log_return)
+        accepted_move_set(self.accepted_moves)
         scan = _Scan(pd.Index(sorted(set(tickers)), dtype=object), start.isoformat(), end.isoformat())
         windows = [w for w in (self._scan(f, scan) for f in files) if w is not None]
         data = self._validate(self._previous_rows_only(windows, scan.start), path, single=len(files) == 1)
@@ -207,7 +207,7 @@ class CsvPriceSource:
         raw = self._read(file)
         origin = f"CSV {file}"
         if tuple(raw.columns) not in scan.layouts:
-            _schema_columns(raw.iloc[:0], origin)  # unknown, missing or doubled columns
+            schema_columns(raw.iloc[:0], origin)  # unknown, missing or doubled columns
             scan.layouts.add(tuple(raw.columns))
         if raw.empty:
             self._normalize(raw, origin)  # raises: no rows
@@ -218,20 +218,20 @@ class CsvPriceSource:
         # for the message (with the file's row numbers) that validating the whole file would give.
         def parse_tickers(new: pd.Series) -> pd.Series:
             try:
-                return _parse_tickers(new, origin)
+                return parse_ticker_column(new, origin)
             except PriceDataError:
-                _parse_tickers(raw_tickers, origin)
+                parse_ticker_column(raw_tickers, origin)
                 raise
 
         def parse_dates(new: pd.Series) -> pd.Series:
             try:
-                parsed = _parse_dates(new, pd.Series("", index=new.index), origin)
-                _check_calendar(pd.DataFrame({"date": parsed, "ticker": ""}), origin)
+                parsed = parse_date_column(new, pd.Series("", index=new.index), origin)
+                check_calendar(pd.DataFrame({"date": parsed, "ticker": ""}), origin)
                 return parsed
             except PriceDataError:
-                tickers = _parse_tickers(raw_tickers, origin)
-                whole = pd.DataFrame({"date": _parse_dates(raw_dates, tickers, origin), "ticker": tickers})
-                _check_calendar(whole, origin)
+                tickers = parse_ticker_column(raw_tickers, origin)
+                whole = pd.DataFrame({"date": parse_date_column(raw_dates, tickers, origin), "ticker": tickers})
+                check_calendar(whole, origin)
                 raise
 
         tickers = scan.tickers.of(raw_tickers, parse_tickers)
@@ -280,7 +280,7 @@ class CsvPriceSource:
             together = []
             for layout, rows in layouts.items():
                 rows = pd.concat(rows, ignore_index=True)
-                renamed, adj_from_close = _schema_columns(rows, origin)
+                renamed, adj_from_close = schema_columns(rows, origin)
                 if adj_from_close and "stock_splits" in map(canonical_column, layout):
                     self._normalize(rows, origin)
                 together.append(renamed)

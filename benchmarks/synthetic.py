@@ -203,7 +203,7 @@ def write_basket(
 
 def check_through_source(out: str | Path, basket: Basket, n: int = 3) -> str:
     """Load a few tickers back through the project's csv source (all of its validation) and compare."""
-    from stock_assets.lib.sources import CsvPriceSource
+    from stock_assets.lib.csv_source import CsvPriceSource
 
     picks = sorted({basket.tickers[0], basket.tickers[len(basket.tickers) // 2], basket.tickers[-1]})[:n]
     first, last = dt.date.fromisoformat(basket.dates[0]), dt.date.fromisoformat(basket.dates[-1])

@@ -6,7 +6,8 @@ from typing import Literal
 
 from dagster import ConfigurableResource
 
-from stock_assets.lib.sources import CsvPriceSource, PriceSource, SamplePriceSource, YFinancePriceSource
+from stock_assets.lib.csv_source import CsvPriceSource
+from stock_assets.lib.sources import PriceSource, SamplePriceSource, YFinancePriceSource
 
 
 class PriceSourceResource(ConfigurableResource):

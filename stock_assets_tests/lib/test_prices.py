@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from stock_assets.lib import calendar
+from stock_assets.lib.csv_source import CsvPriceSource
 from stock_assets.lib.prices import (
     ACCEPTED_COLUMNS,
     MOVE_RULE,
@@ -17,7 +18,7 @@ from stock_assets.lib.prices import (
     normalize_price_frame,
     price_problems,
 )
-from stock_assets.lib.sources import CsvPriceSource, PriceSourceError, SamplePriceSource, load_sample_prices
+from stock_assets.lib.sources import PriceSourceError, SamplePriceSource, load_sample_prices
 
 D = dt.date.fromisoformat
 SESSIONS = [d.isoformat() for d in calendar.sessions_between("2024-06-03", "2024-06-14")]  # 10 sessions

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from yfinance.exceptions import YFRateLimitError, YFTickerMissingError
 
-from stock_assets.lib import calendar, sources
+from stock_assets.lib import calendar, csv_source
+from stock_assets.lib.csv_source import CsvPriceSource
 from stock_assets.lib.prices import MOVE_RULE, PRICE_FRAME_COLUMNS, PriceDataError, normalize_price_frame
 from stock_assets.lib.sources import (
-    CsvPriceSource,
     PriceSourceError,
     SamplePriceSource,
     YFinancePriceSource,
@@ -262,7 +262,7 @@ def test_csv_validates_the_window_once_and_only_the_requested_rows(tmp_path, mon
         seen.append(len(frame))
         return normalize_price_frame(frame, origin, **kwargs)
 
-    monkeypatch.setattr(sources, "normalize_price_frame", counting)
+    monkeypatch.setattr(csv_source, "normalize_price_frame", counting)
     got = CsvPriceSource(folder).fetch(["AAA", "BBB", "DDD", "EEE"], D(SESSIONS[40]), D(SESSIONS[41]))
     assert len(got) == 8
     assert seen == [4 * 3]  # one validation: two sessions of 4 tickers and each one's previous row

@@ -1,4 +1,4 @@
-"""Retraining and daily-run benchmarks (SPEC §16) on the whole bundled sample.
+"""Retraining and daily-run benchmarks (README, "Benchmarks") on the whole bundled sample.
 
 Copies the demo's warehouse (`.stock_assets/warehouse.db`, built by `make demo`) into a temp home
 so nothing of the demo is touched, then on a fresh SQLite Dagster instance:

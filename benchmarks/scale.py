@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
@@ -72,13 +71,8 @@ def _settings(home: Path, n_tickers: int, total_sessions: int):
 
 
 def _definitions(settings):
-    from dagster import BetaWarning
-
     from stock_assets.defs import build_definitions
 
-    # The code location's own filters (stock_assets/definitions.py), without reading settings from the environment.
-    warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy.*")
-    warnings.filterwarnings("ignore", message="Asset job daily_job materializes assets with varying BackfillPolicies")
     return build_definitions(settings)
 
 

@@ -1,4 +1,4 @@
-"""The code location loads fast, lists what SPEC §3/§12 promise, and keeps heavy imports lazy."""
+"""The code location loads fast, lists what docs/architecture.md promises, and keeps heavy imports lazy."""
 
 import subprocess
 import sys

@@ -1,4 +1,5 @@
-"""Price-forecast scoring shared by the promotion gate and the performance log (SPEC §9, §11).
+"""Price-forecast scoring shared by the promotion gate and the performance log (docs/decisions.md,
+"The promotion gate" and "Degradation detector").
 
 Direction rule: a forecast "hits" when sign(predicted - last_close) == sign(actual - last_close),
 both moves measured from the same last close. So a flat actual session counts as a miss unless

@@ -1,4 +1,4 @@
-"""Fixtures for the deployment path (SPEC §13): real PostgreSQL databases (one per store, dropped
+"""Fixtures for the deployment path (docker/README.md): real PostgreSQL databases (one per store, dropped
 afterwards), a real `mlflow server` on a free local port with a PostgreSQL backend, and a Dagster
 instance on dagster-postgres configured by the deployment's docker/dagster.yaml.
 

@@ -1,4 +1,4 @@
-"""Reliability of the deployment path under faults (SPEC §13, §14): the database going away in the
+"""Reliability of the deployment path under faults (docker/README.md): the database going away in the
 middle of a write, two runs writing the same partitions at once, a run killed mid-write, and the
 MLflow tracking server unreachable during training. Real runs, real PostgreSQL, a real MLflow
 server; the faults are injected from outside (locks held, backends terminated, processes killed)."""

@@ -1,4 +1,4 @@
-"""The deployment configuration end to end (SPEC §13): the same definitions with the warehouse, the
+"""The deployment configuration end to end (docker/README.md): the same definitions with the warehouse, the
 Optuna storage, MLflow's backend store (behind a real `mlflow server`) and Dagster's instance
 storage (dagster-postgres, configured by the repository's dagster.yaml) all on PostgreSQL."""
 

@@ -23,7 +23,7 @@ from stock_assets_tests.deployment.conftest import REPO_ROOT, free_port, wait_fo
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = REPO_ROOT / "benchmarks" / "asset_graph.png"
 WINDOW = (1600, 1000)
-ASSET_GROUPS = {  # SPEC §3
+ASSET_GROUPS = {  # docs/architecture.md, "The asset graph"
     "raw_prices": "ingestion",
     "processed_features": "features",
     "scalers": "training",

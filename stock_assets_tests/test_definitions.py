@@ -47,6 +47,15 @@ def test_loading_the_code_location_does_not_import_torch_mlflow_or_optuna():
     assert out.strip() == "[]"
 
 
+def test_loading_the_code_location_and_its_jobs_prints_no_warning(tmp_path):
+    """What `dagster dev` or a launched run prints on loading: nothing (docs/decisions.md, "Quiet by default")."""
+    code = "import stock_assets.definitions as d; print(len(d.defs.resolve_all_job_defs()))"
+    env = {"PATH": "/usr/bin:/bin", "STOCK_ASSETS_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert int(proc.stdout) >= 3
+    assert proc.stderr == ""
+
+
 def test_bad_settings_name_the_key_and_the_allowed_range(tmp_path):
     env = {"STOCK_ASSETS_MONITORING__MAPE_MAX": "3", "STOCK_ASSETS_TICKERS": "AAPL,??", "STOCK_ASSETS_SOURCE": "ftp"}
     try:

@@ -12,6 +12,7 @@ from dagster import (
     asset,
 )
 
+from stock_assets.defs.failures import reported_as_failure
 from stock_assets.defs.lookback import SessionLookback
 from stock_assets.lib.indicators import FEATURE_COLUMNS, compute_features, max_window, window_start
 from stock_assets.lib.prices import describe_problems, price_problems
@@ -63,9 +64,11 @@ def build_processed_features(settings: Settings, partitions: PartitionsDefinitio
         sessions = session_keys(basket.start_date, keys[-1])
         first = len(sessions) - len(keys)
         store = warehouse.get()
-        store.require_partitions("raw_prices", sessions[max(0, first - price_window + 1) :])
+        with reported_as_failure():
+            store.require_partitions("raw_prices", sessions[max(0, first - price_window + 1) :])
         rules = price_source.price_rules
 
+        @reported_as_failure()
         def compute(chunk: list[str]) -> pd.DataFrame:
             at = sessions.index(chunk[0], first)
             window = sessions[max(0, at - price_window + 1) : at + len(chunk)]

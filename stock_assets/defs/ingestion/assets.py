@@ -5,6 +5,7 @@ import datetime as dt
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy, MetadataValue, PartitionsDefinition, asset
 
+from stock_assets.defs.failures import reported_as_failure
 from stock_assets.defs.ingestion.config import build_raw_prices_config
 from stock_assets.lib import calendar
 from stock_assets.lib.prices import PRICE_FRAME_COLUMNS
@@ -79,6 +80,7 @@ def fetch_raw_prices(
         }
     )
 
+    @reported_as_failure(VendorReadjustmentError)
     def fetch(chunk: list[str]) -> pd.DataFrame:
         first, last = chunk[0], chunk[-1]
         if first == keys[0]:

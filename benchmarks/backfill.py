@@ -401,22 +401,15 @@ def main() -> None:
             rows["single_run"] = _child(
                 "single_run", args, f"{tmp}/ours", label="sqlite ours, one run", warehouse_url=ours_warehouse
             )
-            if args.per_partition > 0:
-                rows["per_partition"] = _child(
-                    "per_partition",
-                    args,
-                    f"{tmp}/ours",
-                    label="sqlite ours, one run per partition",
-                    warehouse_url=ours_warehouse,
-                )
-            if args.launched > 0:
-                rows["launched"] = _child(
-                    "launched",
-                    args,
-                    f"{tmp}/ours",
-                    label="sqlite ours, one process per partition",
-                    warehouse_url=ours_warehouse,
-                )
+            # Then, on the instance and warehouse the single run filled: one run per partition, in-process
+            # and in a process each.
+            for name, runs, what in (
+                ("per_partition", args.per_partition, "one run per partition"),
+                ("launched", args.launched, "one process per partition"),
+            ):
+                if runs > 0:
+                    label = f"sqlite ours, {what}"
+                    rows[name] = _child(name, args, f"{tmp}/ours", label=label, warehouse_url=ours_warehouse)
             by_storage["sqlite"] = (rows["floor"], rows["single_run"], rows.get("per_partition"))
         if not args.no_features:
             rows["features"] = _child("features", args, f"{tmp}/features", label="features only")

@@ -10,5 +10,5 @@ def build_defs(settings: Settings, partitions: PartitionsDefinition) -> Definiti
     return Definitions(
         assets=[build_raw_prices(settings, partitions)],
         asset_checks=[raw_prices_quality],
-        jobs=[build_price_history_job()],
+        jobs=[build_price_history_job(partitions)],
     )

@@ -8,7 +8,7 @@ from stock_assets.settings import Settings
 
 
 def build_defs(settings: Settings, partitions: PartitionsDefinition) -> Definitions:
-    daily_job = build_daily_job()
+    daily_job = build_daily_job(partitions)
     return Definitions(
         assets=[build_daily_predictions(settings, partitions)],
         asset_checks=[daily_predictions_complete],

@@ -10,5 +10,5 @@ def build_defs(settings: Settings, partitions: PartitionsDefinition) -> Definiti
     return Definitions(
         assets=build_training_assets(settings, partitions),
         asset_checks=build_training_checks(partitions),
-        jobs=[build_retraining_job()],
+        jobs=[build_retraining_job(partitions)],
     )

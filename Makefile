@@ -33,10 +33,11 @@ format: install  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# `ui` runs from DAGSTER_HOME: in the repository root Dagster warns that ./dagster.yaml is not the one in use.
 ui: install  ## Dagster UI + daemon on http://127.0.0.1:3000 against the demo's instance
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(VENV)/bin/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 against the demo's tracking store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STOCK_ASSETS_HOME)/mlflow.db \

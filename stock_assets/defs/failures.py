@@ -1,12 +1,13 @@
 """Errors a user can act on (bad or missing prices, missing upstream partitions) reach the UI as
 Dagster `Failure`s: their message is the step's error, not the cause under Dagster's "Error occurred
 while executing op" or, in a range run whose chunks the IO manager writes, "Error occurred while
-handling output" (docs/decisions.md, "Input validation")."""
+handling output". Unless the error is transient, the run is also marked not to be retried by the
+instance's run retries: bad data fails the same way twice (docs/decisions.md, "Input validation")."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dagster import Failure
+from dagster import AssetExecutionContext, Failure
 
 from stock_assets.lib.calendar import CalendarRangeError
 from stock_assets.lib.prices import PriceDataError
@@ -19,13 +20,19 @@ ACTIONABLE_ERRORS: tuple[type[Exception], ...] = (
     MissingPartitionsError,
     CalendarRangeError,
 )
+# Dagster's per-run override of the instance's `run_retries.retry_on_asset_or_op_failure`: the instance
+# decides whether to retry a failed run from its tags when the failure is recorded.
+NO_RETRY_TAGS = {"dagster/retry_on_asset_or_op_failure": "false"}
 
 
 @contextmanager
-def reported_as_failure(*extra: type[Exception]) -> Iterator[None]:
+def reported_as_failure(context: AssetExecutionContext, *extra: type[Exception]) -> Iterator[None]:
     """Re-raise `ACTIONABLE_ERRORS` (and `extra`) as `Failure(message)`, the original kept as its
-    cause. A context manager, and a decorator for the functions that compute a range's chunks."""
+    cause; tag the run not to be retried unless the error says it is transient. A context manager,
+    and a decorator for the functions that compute a range's chunks."""
     try:
         yield
     except (*ACTIONABLE_ERRORS, *extra) as exc:
+        if not getattr(exc, "transient", False):
+            context.instance.add_run_tags(context.run_id, NO_RETRY_TAGS)
         raise Failure(description=str(exc)) from exc

@@ -24,7 +24,14 @@ AcceptedMoves = Iterable[tuple[str, str | dt.date]]
 
 
 class PriceSourceError(RuntimeError):
-    """The source could not deliver (network, rate limit, unknown ticker); nothing was stored."""
+    """The source could not deliver (network, rate limit, unknown ticker); nothing was stored.
+
+    `transient`: the same request may succeed later (a timeout, a rate limit, an empty answer from
+    an online source), so an automatic retry of the run is worth it; files answer the same way twice."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class PriceSource(Protocol):
@@ -101,7 +108,7 @@ def _call_with_deadline(fn: Callable[[], pd.DataFrame], seconds: float, what: st
     worker.join(seconds)
     if worker.is_alive():
         raise PriceSourceError(
-            f"{what}: no answer within {seconds:.0f} s (network down or stalled); nothing was stored"
+            f"{what}: no answer within {seconds:.0f} s (network down or stalled); nothing was stored", transient=True
         )
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
@@ -154,7 +161,9 @@ class YFinancePriceSource:
                 break
             except YFRateLimitError as exc:
                 if attempt == self.max_retries:
-                    raise PriceSourceError(f"{what}: rate-limited {attempt + 1} times; try again later") from exc
+                    raise PriceSourceError(
+                        f"{what}: rate-limited {attempt + 1} times; try again later", transient=True
+                    ) from exc
                 self.sleep(self.backoff_seconds * 2**attempt)
             except YFException as exc:
                 raise PriceSourceError(f"{what}: {exc} (unknown or delisted ticker?)") from exc
@@ -163,7 +172,8 @@ class YFinancePriceSource:
             if sessions:
                 raise PriceSourceError(
                     f"{what}: empty answer for {len(sessions)} trading session(s); the ticker may be "
-                    "unknown/delisted or the network down. Nothing was stored."
+                    "unknown/delisted or the network down. Nothing was stored.",
+                    transient=True,
                 )
             return pd.DataFrame(columns=["date", "ticker"])
         return self._to_schema(history, ticker)

@@ -64,11 +64,11 @@ def build_processed_features(settings: Settings, partitions: PartitionsDefinitio
         sessions = session_keys(basket.start_date, keys[-1])
         first = len(sessions) - len(keys)
         store = warehouse.get()
-        with reported_as_failure():
+        with reported_as_failure(context):
             store.require_partitions("raw_prices", sessions[max(0, first - price_window + 1) :])
         rules = price_source.price_rules
 
-        @reported_as_failure()
+        @reported_as_failure(context)
         def compute(chunk: list[str]) -> pd.DataFrame:
             at = sessions.index(chunk[0], first)
             window = sessions[max(0, at - price_window + 1) : at + len(chunk)]

@@ -80,7 +80,7 @@ def fetch_raw_prices(
         }
     )
 
-    @reported_as_failure(VendorReadjustmentError)
+    @reported_as_failure(context, VendorReadjustmentError)
     def fetch(chunk: list[str]) -> pd.DataFrame:
         first, last = chunk[0], chunk[-1]
         if first == keys[0]:
@@ -98,7 +98,8 @@ def fetch_raw_prices(
             missing_tickers = sorted({t for _, t in missing})
             raise PriceSourceError(
                 f"{source.name}: no prices for {missing_tickers} on {len(missing_dates)} session(s) "
-                f"({key_ranges(missing_dates)}). Check the tickers and the source's coverage; nothing was stored."
+                f"({key_ranges(missing_dates)}). Check the tickers and the source's coverage; nothing was stored.",
+                transient=source.name == "yfinance",  # a vendor may publish a session's bar late; files do not change
             )
         frame["source"] = source.name
         frame["fetched_at"] = fetched_at

@@ -12,7 +12,7 @@ from dagster import materialize
 
 from stock_assets import partitions
 from stock_assets.defs.ingestion.checks import raw_prices_quality
-from stock_assets.lib.sources import SamplePriceSource
+from stock_assets.lib.sources import PriceSourceError, SamplePriceSource
 from stock_assets.resources.basket import BasketResource
 from stock_assets.resources.price_source import PriceSourceResource
 from stock_assets.resources.warehouse import get_warehouse
@@ -55,6 +55,47 @@ def test_missing_ticker_in_source_stores_nothing(settings, resources, instance, 
     # The UI shows the source's message as the step's error, not under Dagster's "Error occurred while ...".
     assert failure.error.cls_name == "Failure" and "no data for ['TSLA']" in failure.user_failure_data.description
     assert len(stored(settings, "raw_prices")) == 4  # what was stored before is intact
+
+
+class StalledSource(PriceSourceResource):
+    """An online source that times out: the error says it is transient."""
+
+    def get(self):
+        class _Source(SamplePriceSource):
+            name = "yfinance"
+
+            def fetch(self, tickers, start, end):
+                raise PriceSourceError("yfinance AAPL: no answer within 30 s (network down or stalled)", transient=True)
+
+        return _Source()
+
+
+@pytest.mark.parametrize(
+    "source, will_retry",
+    [
+        (None, "false"),  # an unknown ticker in the bundled sample fails the same way every time
+        (StalledSource(), "true"),  # a stalled download may succeed on the next attempt
+    ],
+)
+def test_run_retries_repeat_only_transient_source_failures(
+    tmp_path, settings, resources, raw_prices, source, will_retry
+):
+    """With run retries on (dagster.yaml), the instance records at the failure whether the daemon will
+    retry the run: never for bad input, which would only fail again."""
+    from dagster import instance_for_test
+
+    failing = {
+        **resources,
+        "basket": BasketResource(tickers=["AAPL", "TSLA"], start_date=settings.start_date.isoformat()),
+        **({"price_source": source} if source else {}),
+    }
+    overrides = {"run_retries": {"enabled": True, "max_retries": 1}}
+    with instance_for_test(overrides=overrides) as retrying:
+        result = materialize(
+            [raw_prices], partition_key="2012-10-31", resources=failing, instance=retrying, raise_on_error=False
+        )
+        assert not result.success
+        assert retrying.get_run_by_id(result.run_id).tags["dagster/will_retry"] == will_retry
 
 
 def test_cli_range_materialization(tmp_path):

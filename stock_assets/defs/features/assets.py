@@ -6,7 +6,6 @@ from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
     BackfillPolicy,
-    Failure,
     MetadataValue,
     PartitionsDefinition,
     asset,
@@ -15,7 +14,7 @@ from dagster import (
 from stock_assets.defs.failures import reported_as_failure
 from stock_assets.defs.lookback import SessionLookback
 from stock_assets.lib.indicators import FEATURE_COLUMNS, compute_features, max_window, window_start
-from stock_assets.lib.prices import describe_problems, price_problems
+from stock_assets.lib.prices import PriceDataError, describe_problems, price_problems
 from stock_assets.partitions import chunked, run_partition_keys, session_keys
 from stock_assets.resources.basket import BasketResource
 from stock_assets.resources.io_managers import FrameChunks
@@ -75,10 +74,10 @@ def build_processed_features(settings: Settings, partitions: PartitionsDefinitio
             prices = store.read_range("raw_prices", "date", window[0], window[-1])
             problems = price_problems(prices, tickers, window, **rules)
             if any(problems.values()):
-                raise Failure(
-                    description=f"raw_prices fail quality rules in {window[0]}..{window[-1]}: "
+                raise PriceDataError(  # reported as a Failure, and not retried: the stored data stays bad
+                    f"raw_prices fail quality rules in {window[0]}..{window[-1]}: "
                     f"{describe_problems(problems)}. Fix the source data and re-materialize raw_prices for those "
-                    "sessions; no features were written.",
+                    "sessions; no features were written."
                 )
             return compute_features(prices, sessions, chunk, tickers, lookback)
 

@@ -158,6 +158,8 @@ def test_a_chunk_that_fails_leaves_the_stored_features_as_they_were(
     assert not result.success
     message = str(result.get_step_failure_events()[0].event_specific_data.error)
     assert "raw_prices fail quality rules in" in message and f"{KEYS[270]} IBM" in message
+    # Bad stored data fails the same way twice: the run says not to retry it (defs/failures.py).
+    assert instance.get_run_by_id(result.run_id).tags.get("dagster/retry_on_asset_or_op_failure") == "false"
     after = stored(settings, "processed_features")
     pd.testing.assert_frame_equal(after, before)
     assert len(after) == 61 * 4 and (after.loc[after["date"] == KEYS[230], "rsi_14"] == 42).all()

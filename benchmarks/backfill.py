@@ -191,12 +191,12 @@ def scenario_features(home: Path, n: int) -> dict:
     """Pure feature computation: 10 tickers x 2,500 sessions (the 4 sample tickers, re-scaled copies)."""
     import pandas as pd
 
-    from stock_assets.lib import calendar
+    from stock_assets.lib import trading_calendar
     from stock_assets.lib.indicators import compute_features
     from stock_assets.lib.sources import load_sample_prices
 
     data = load_sample_prices()
-    sessions = [d.isoformat() for d in calendar.sessions_between("2003-03-06", "2013-03-01")][-2500:]
+    sessions = [d.isoformat() for d in trading_calendar.sessions_between("2003-03-06", "2013-03-01")][-2500:]
     base = data[data["date"].isin(sessions) & data["ticker"].isin(["AAPL", "MSFT", "IBM"])]
     frames = [base.assign(ticker=base["ticker"] + str(i), open=base["open"] * (1 + i)) for i in range(4)]
     prices = pd.concat(frames)

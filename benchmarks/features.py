@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 from stock_assets.lib.indicators import FEATURE_COLUMNS, compute_features
 
 N_TICKERS, N_SESSIONS, LOOKBACK, SEED = 10, 2500, 260, 20240601
@@ -25,7 +25,7 @@ N_TICKERS, N_SESSIONS, LOOKBACK, SEED = 10, 2500, 260, 20240601
 
 def price_panel(n_tickers: int = N_TICKERS, n_sessions: int = N_SESSIONS, seed: int = SEED):
     """(prices, sessions, tickers): a deterministic long-format panel in the schema of the sample."""
-    sessions = [d.isoformat() for d in calendar.sessions_between("2000-01-03", "2013-03-01")][-n_sessions:]
+    sessions = [d.isoformat() for d in trading_calendar.sessions_between("2000-01-03", "2013-03-01")][-n_sessions:]
     rng = np.random.default_rng(seed)
     frames = []
     for k in range(n_tickers):

@@ -44,7 +44,7 @@ def main() -> None:
     from dagster import DagsterInstance
 
     from stock_assets.definitions import defs, settings
-    from stock_assets.lib import calendar
+    from stock_assets.lib import trading_calendar
     from stock_assets.replay import QUIET
 
     instance = DagsterInstance.get()
@@ -78,7 +78,7 @@ def main() -> None:
         print("note: the candidate was not promoted; daily runs need a champion", file=sys.stderr)
     day = args.partition
     for _ in range(args.daily if result.success else 0):
-        day = calendar.next_session(day).isoformat()
+        day = trading_calendar.next_session(day).isoformat()
         t0 = time.perf_counter()
         ok = (
             defs.resolve_job_def("daily_job")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 def scaled_sets(partition: str):
     """(arrays, settings) of the `scaled_sets` asset for `partition`, from the bundled sample."""
-    from stock_assets.lib import calendar
+    from stock_assets.lib import trading_calendar
     from stock_assets.lib.datasets import build_training_sets
     from stock_assets.lib.indicators import FEATURE_COLUMNS, compute_features
     from stock_assets.lib.sources import load_sample_prices
@@ -37,7 +37,7 @@ def scaled_sets(partition: str):
 
     settings = load_settings(environ={})  # the shipped settings.yaml, whatever the shell exports
     training, tickers = settings.training, list(settings.tickers)
-    sessions = [d.isoformat() for d in calendar.sessions_between(settings.start_date, partition)]
+    sessions = [d.isoformat() for d in trading_calendar.sessions_between(settings.start_date, partition)]
     prices = load_sample_prices(max_abs_log_return=settings.max_abs_log_return)
     prices = prices[prices["ticker"].isin(tickers) & (prices["date"] <= partition)].reset_index(drop=True)
     targets = sessions[-training.training_window :]

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 
 SEED = 20130301
 N_SECTORS = 11  # like GICS sectors: enough for sector co-movement at 10 tickers, not one sector per ticker
@@ -47,7 +47,7 @@ def synthetic_sessions(n_sessions: int, end: str | dt.date = "2013-03-01") -> li
     """The last `n_sessions` NYSE sessions up to `end` (real sessions, so the csv source accepts them)."""
     end = dt.date.fromisoformat(str(end))
     start = end - dt.timedelta(days=int(n_sessions * 1.5) + 30)  # about 252 sessions a 365-day year
-    sessions = calendar.sessions_between(start, end)
+    sessions = trading_calendar.sessions_between(start, end)
     if len(sessions) < n_sessions:
         raise ValueError(f"only {len(sessions)} sessions up to {end}")
     return sessions[-n_sessions:]

@@ -70,8 +70,8 @@ def main(argv=None, **defaults) -> None:
     from dagster import DagsterInstance
 
     from stock_assets.definitions import defs, settings
-    from stock_assets.lib import calendar
-    from stock_assets.lib.monitoring import walk_forward_summary
+    from stock_assets.lib import trading_calendar
+    from stock_assets.lib.scoring import walk_forward_summary
     from stock_assets.partitions import session_keys
     from stock_assets.replay import QUIET, replay, run_retraining
     from stock_assets.resources.warehouse import get_warehouse
@@ -108,7 +108,7 @@ def main(argv=None, **defaults) -> None:
         )
 
     replayed = session_keys(args.first, args.last)[-args.sessions :]
-    start = calendar.previous_session(replayed[0]).isoformat()
+    start = trading_calendar.previous_session(replayed[0]).isoformat()
     registry = defs.resources["model_registry"]
     t0 = time.perf_counter()
     daily = defs.resolve_job_def("daily_job").execute_in_process(

@@ -6,23 +6,23 @@ import datetime as dt
 
 from dagster import DailyPartitionsDefinition
 
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 
 
 def build_trading_day_partitions(start_date: dt.date, last_session: dt.date | None = None) -> DailyPartitionsDefinition:
     """Daily keys in New York time without weekends and NYSE closures, from `start_date` to
     `last_session` inclusive (the data's end, so the UI offers only servable partitions) or, when
     None, to today's session (`end_offset=1`: it exists as soon as it opens)."""
-    if not calendar.is_session(start_date):
+    if not trading_calendar.is_session(start_date):
         raise ValueError(f"settings start_date {start_date} is not an NYSE session; pick a trading day")
-    if last_session is not None and not calendar.is_session(last_session):
+    if last_session is not None and not trading_calendar.is_session(last_session):
         raise ValueError(f"settings end_date {last_session} is not an NYSE session; pick a trading day")
-    closures = [dt.datetime.combine(day, dt.time()) for day in calendar.weekday_closures(start_date)]
+    closures = [dt.datetime.combine(day, dt.time()) for day in trading_calendar.weekday_closures(start_date)]
     return DailyPartitionsDefinition(
         start_date=start_date.isoformat(),
         # Dagster's end_date is exclusive; end_offset still decides which partition is "current".
         end_date=(last_session + dt.timedelta(days=1)).isoformat() if last_session else None,
-        timezone=calendar.TIMEZONE,
+        timezone=trading_calendar.TIMEZONE,
         end_offset=1,
         exclusions=["0 0 * * 0,6", *closures],
     )
@@ -30,7 +30,7 @@ def build_trading_day_partitions(start_date: dt.date, last_session: dt.date | No
 
 def session_keys(first: str | dt.date, last: str | dt.date) -> list[str]:
     """Partition keys from `first` to `last` inclusive (the calendar's sessions as 'YYYY-MM-DD')."""
-    return [d.isoformat() for d in calendar.sessions_between(first, last)]
+    return [d.isoformat() for d in trading_calendar.sessions_between(first, last)]
 
 
 # A range run reads, computes and writes its rows this many sessions at a time, so its memory

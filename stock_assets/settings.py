@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from stock_assets.lib.calendar import EARLIEST_SESSION
+from stock_assets.lib.trading_calendar import EARLIEST_SESSION
 
 ENV_PREFIX = "STOCK_ASSETS_"
 SAMPLE_LAST_SESSION = dt.date(2013, 3, 1)  # the bundled sample's last session (stock_assets/data/PROVENANCE.md)

@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 from stock_assets.partitions import build_trading_day_partitions, session_keys
 
 trading_day_partitions = build_trading_day_partitions(dt.date(2004, 8, 19))
@@ -12,7 +12,7 @@ trading_day_partitions = build_trading_day_partitions(dt.date(2004, 8, 19))
 def test_partition_keys_are_exactly_the_sessions():
     keys = trading_day_partitions.get_partition_keys()
     assert keys[0] == "2004-08-19"
-    expected = [d.isoformat() for d in calendar.sessions_between("2004-08-19", keys[-1])]
+    expected = [d.isoformat() for d in trading_calendar.sessions_between("2004-08-19", keys[-1])]
     assert keys == expected
     # 2004-08-19..2013-03-01 is the bundled sample: 2,148 sessions
     assert len(session_keys("2004-08-19", "2013-03-01")) == 2148

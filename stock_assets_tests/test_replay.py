@@ -3,7 +3,7 @@
 import pytest
 
 from stock_assets.defs import build_definitions
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 from stock_assets.replay import replay
 from stock_assets_tests.conftest import TEST_SETTINGS
 
@@ -15,7 +15,7 @@ def test_replay_serves_a_baseline_then_the_sensor_requests_a_retraining_and_the_
         update={"monitoring": TEST_SETTINGS.monitoring.model_copy(update={"max_champion_age_sessions": 2})}
     )
     defs = build_definitions(strict)
-    sessions = [d.isoformat() for d in calendar.sessions_between("2006-02-23", "2006-03-03")]
+    sessions = [d.isoformat() for d in trading_calendar.sessions_between("2006-02-23", "2006-03-03")]
     report = replay(defs, instance, sessions)
     assert report.sessions == sessions and not report.failed_daily_runs
     assert report.predictions_scored == 4 * (len(sessions) - 1)
@@ -36,7 +36,7 @@ def test_replay_serves_a_baseline_then_the_sensor_requests_a_retraining_and_the_
 @pytest.mark.slow
 def test_the_detector_catches_a_biased_champion_and_the_loop_replaces_it(instance, history):
     defs = build_definitions(history)
-    sessions = [d.isoformat() for d in calendar.sessions_between("2006-03-01", "2006-03-31")]
+    sessions = [d.isoformat() for d in trading_calendar.sessions_between("2006-03-01", "2006-03-31")]
     # The drill: from the first session on, every forecast is a +5% log return.
     report = replay(defs, instance, sessions, drill=(sessions[0], 0.05))
     assert report.drill["installed"] == sessions[0] and "drill-biased" in report.drill["model"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from dagster import Failure
 
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 from stock_assets.lib.indicators import FEATURE_COLUMNS
 from stock_assets.resources.model_registry import ModelRef, ModelRegistryResource
 
@@ -41,7 +41,7 @@ def promote_better_baseline(context, day: str, basket, warehouse, model_registry
     from stock_assets.lib.baselines import BASELINES, baseline_log_returns
     from stock_assets.lib.datasets import HOLDOUT_FRACTION
 
-    first = basket.clip(calendar.offset_session(day, -(training_window - 1)).isoformat())
+    first = basket.clip(trading_calendar.offset_session(day, -(training_window - 1)).isoformat())
     prices = warehouse.get().read_range("raw_prices", "date", first, day)
     tickers = list(basket.tickers)
     close = prices.pivot(index="date", columns="ticker", values="adj_close").reindex(columns=tickers).dropna()

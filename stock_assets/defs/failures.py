@@ -9,9 +9,9 @@ from contextlib import contextmanager
 
 from dagster import AssetExecutionContext, Failure
 
-from stock_assets.lib.calendar import CalendarRangeError
 from stock_assets.lib.prices import PriceDataError
 from stock_assets.lib.sources import PriceSourceError
+from stock_assets.lib.trading_calendar import CalendarRangeError
 from stock_assets.resources.warehouse import MissingPartitionsError
 
 ACTIONABLE_ERRORS: tuple[type[Exception], ...] = (

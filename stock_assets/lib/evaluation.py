@@ -20,7 +20,7 @@ def forecast_log_returns(model, preprocessing: dict, features: np.ndarray, ends)
     """Log-return forecasts for the sessions after `ends` of an unscaled (sessions, tickers, features)
     panel, through the model's own scaler, window length and shrinkage: the one path from a stored
     model to a forecast, used by the gate, serving and the walk-forward alike."""
-    from stock_assets.lib.training import predict
+    from stock_assets.lib.fitting import predict
 
     scaled = apply_scaler(features, preprocessing["scaler"])
     x = cut_windows(scaled, ends, int(preprocessing["sequence_length"]))

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 
 PRICE_COLUMNS = ["open", "high", "low", "close", "adj_close"]
 NUMERIC_COLUMNS = [*PRICE_COLUMNS, "volume", "dividends", "stock_splits"]
@@ -100,7 +100,7 @@ def normalize_price_frame(
     any adj-close column, adj_close is taken to be close (the vendor's close must then already be
     split-adjusted, so a frame that records a split is refused). Dividends and stock_splits default
     to 0 when absent. Dates must be YYYY-MM-DD (or naive datetimes at midnight) and NYSE sessions
-    from `calendar.EARLIEST_SESSION` on.
+    from `trading_calendar.EARLIEST_SESSION` on.
     One-day |log(adj_close[t] / adj_close[t-1])| per ticker above `max_abs_log_return` is refused
     unless (ticker, date) is in `accepted_moves`. Never fills a missing value.
     """
@@ -223,13 +223,14 @@ def _date_rows(values: pd.Series, tickers: pd.Series, mask: np.ndarray) -> str:
 
 
 def check_calendar(frame: pd.DataFrame, origin: str) -> None:
-    early = (frame["date"] < calendar.EARLIEST_SESSION.isoformat()).to_numpy()
+    early = (frame["date"] < trading_calendar.EARLIEST_SESSION.isoformat()).to_numpy()
     if early.any():
         raise PriceDataError(
-            f"{origin}: dates before {calendar.EARLIEST_SESSION}, the start of the {calendar.EXCHANGE} calendar, "
+            f"{origin}: dates before {trading_calendar.EARLIEST_SESSION}, the start of the "
+            f"{trading_calendar.EXCHANGE} calendar, "
             f"in {_show_rows(frame, early)}; drop those rows"
         )
-    last = calendar.last_known_session().isoformat()
+    last = trading_calendar.last_known_session().isoformat()
     late = (frame["date"] > last).to_numpy()
     if late.any():
         raise PriceDataError(
@@ -240,7 +241,7 @@ def check_calendar(frame: pd.DataFrame, origin: str) -> None:
     if not dates:
         return
     # One set difference, not one calendar lookup per date (500 tickers x 2,500 sessions: 4 s saved).
-    off = dates - {d.isoformat() for d in calendar.sessions_between(min(dates), max(dates))}
+    off = dates - {d.isoformat() for d in trading_calendar.sessions_between(min(dates), max(dates))}
     if off:
         raise PriceDataError(
             f"{origin}: dates that are not NYSE sessions (weekends/holidays) in "

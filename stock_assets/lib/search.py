@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stock_assets.lib.fitting import LOSSES, fit_model
 from stock_assets.lib.models import ARCHITECTURES
-from stock_assets.lib.training import LOSSES, fit_model
 
 
 @dataclass(frozen=True)

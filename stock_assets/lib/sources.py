@@ -14,7 +14,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 from stock_assets.lib.prices import DEFAULT_MAX_ABS_LOG_RETURN, PriceDataError, canonical_column, normalize_price_frame
 
 SAMPLE_FILE = "sample_prices.csv.gz"
@@ -167,7 +167,7 @@ class YFinancePriceSource:
                 self.sleep(self.backoff_seconds * 2**attempt)
             except YFException as exc:
                 raise PriceSourceError(f"{what}: {exc} (unknown or delisted ticker?)") from exc
-        sessions = calendar.sessions_between(start, end)
+        sessions = trading_calendar.sessions_between(start, end)
         if history is None or len(history) == 0:
             if sessions:
                 raise PriceSourceError(
@@ -182,7 +182,7 @@ class YFinancePriceSource:
     def _to_schema(history: pd.DataFrame, ticker: str) -> pd.DataFrame:
         index = pd.DatetimeIndex(history.index)
         if index.tz is not None:
-            index = index.tz_convert(calendar.TIMEZONE).tz_localize(None)
+            index = index.tz_convert(trading_calendar.TIMEZONE).tz_localize(None)
         frame = history.drop(columns=list(YFINANCE_IGNORED_COLUMNS), errors="ignore").reset_index(drop=True)
         frame["date"] = index.normalize().strftime("%Y-%m-%d")
         frame["ticker"] = ticker

@@ -6,7 +6,7 @@ import pytest
 from dagster import AssetKey, AssetMaterialization, DagsterRunStatus, build_sensor_context
 from mlflow import MlflowClient
 
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 from stock_assets_tests.conftest import TEST_SETTINGS
 from stock_assets_tests.deployment.conftest import QUIET, seed_history
 from stock_assets_tests.helpers import range_tags
@@ -39,7 +39,7 @@ def test_backfill_retraining_daily_runs_and_sensor_on_postgres(postgres_stack):
         instance=instance, run_config=QUIET, tags=range_tags(*BACKFILL)
     )
     assert backfill.success
-    keys = [d.isoformat() for d in calendar.sessions_between(*BACKFILL)]
+    keys = [d.isoformat() for d in trading_calendar.sessions_between(*BACKFILL)]
     assert len(keys) == 15
     for table in ("raw_prices", "processed_features"):
         rows = stack.rows(
@@ -111,7 +111,7 @@ def test_backfill_retraining_daily_runs_and_sensor_on_postgres(postgres_stack):
         "SELECT prediction_date, target_date, count(*), min(model_version), "
         "max(model_trained_for) FROM daily_predictions GROUP BY 1, 2 ORDER BY 1",
     )
-    assert predictions == [(d, calendar.next_session(d).isoformat(), 4, "1", TRAIN_FOR) for d in DAILY]
+    assert predictions == [(d, trading_calendar.next_session(d).isoformat(), 4, "1", TRAIN_FOR) for d in DAILY]
     # Predictions made on D target the next session; nothing targeted the first daily session.
     scored = stack.rows(
         "warehouse",

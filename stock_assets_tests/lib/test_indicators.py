@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import ta
 
-from stock_assets.lib import calendar, indicators
+from stock_assets.lib import indicators, trading_calendar
 from stock_assets.lib.indicators import FEATURE_BLOCK, FEATURE_COLUMNS, compute_features, parabolic_sar, window_start
 from stock_assets.lib.sources import load_sample_prices
 
@@ -113,13 +113,13 @@ def prices():
 
 @pytest.fixture(scope="module")
 def sessions():
-    return [d.isoformat() for d in calendar.sessions_between("2004-08-19", "2006-06-30")]
+    return [d.isoformat() for d in trading_calendar.sessions_between("2004-08-19", "2006-06-30")]
 
 
 @pytest.fixture(scope="module")
 def sample():
     data = load_sample_prices()
-    sessions = [d.isoformat() for d in calendar.sessions_between(SAMPLE_FIRST, SAMPLE_LAST)]
+    sessions = [d.isoformat() for d in trading_calendar.sessions_between(SAMPLE_FIRST, SAMPLE_LAST)]
     return data, sessions, sorted(data["ticker"].unique())
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 from stock_assets.lib.csv_source import CsvPriceSource
 from stock_assets.lib.prices import (
     ACCEPTED_COLUMNS,
@@ -21,7 +21,7 @@ from stock_assets.lib.prices import (
 from stock_assets.lib.sources import PriceSourceError, SamplePriceSource, load_sample_prices
 
 D = dt.date.fromisoformat
-SESSIONS = [d.isoformat() for d in calendar.sessions_between("2024-06-03", "2024-06-14")]  # 10 sessions
+SESSIONS = [d.isoformat() for d in trading_calendar.sessions_between("2024-06-03", "2024-06-14")]  # 10 sessions
 HEADER = "date,ticker,open,high,low,close,adj_close,volume"
 
 
@@ -329,7 +329,7 @@ def test_csv_without_adjusted_close_uses_close(tmp_path):
 
 
 def test_a_1985_history_passes_the_calendar(tmp_path):
-    days = [d.isoformat() for d in calendar.sessions_between("1985-01-01", "1985-12-31")]
+    days = [d.isoformat() for d in trading_calendar.sessions_between("1985-01-01", "1985-12-31")]
     assert "1985-09-27" not in days  # hurricane Gloria closed the exchange
     text = csv([f"{d},OLD,10,11,9,10.5,10.4,1000" for d in days])
     (tmp_path / "old.csv").write_text(text)
@@ -368,7 +368,7 @@ def test_sample_passes_every_rule_and_honours_the_move_settings():
         SamplePriceSource(max_abs_log_return=0.5).fetch(["AAPL"], D("2000-09-01"), D("2000-10-31"))
     source = SamplePriceSource(max_abs_log_return=0.5, accepted_moves=[("AAPL", "2000-09-29")])
     got = source.fetch(["AAPL"], D("2000-09-01"), D("2000-10-31"))
-    assert len(got) == len(calendar.sessions_between("2000-09-01", "2000-10-31"))
+    assert len(got) == len(trading_calendar.sessions_between("2000-09-01", "2000-10-31"))
 
 
 def test_price_problems_applies_the_same_rules():

@@ -6,6 +6,7 @@ import numpy as np
 import optuna
 import pytest
 
+from stock_assets.lib.fitting import LOSSES
 from stock_assets.lib.search import (
     FINGERPRINT_ATTR,
     SEARCHED_ARRAYS,
@@ -17,7 +18,6 @@ from stock_assets.lib.search import (
     suggest_params,
 )
 from stock_assets.lib.search_workers import WORKER_PID_ATTR, cgroup_cpu_limit, trial_shares, worker_main
-from stock_assets.lib.training import LOSSES
 from stock_assets_tests.helpers import random_training_arrays
 
 arrays = random_training_arrays

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from yfinance.exceptions import YFRateLimitError, YFTickerMissingError
 
-from stock_assets.lib import calendar, csv_source
+from stock_assets.lib import csv_source, trading_calendar
 from stock_assets.lib.csv_source import CsvPriceSource
 from stock_assets.lib.prices import MOVE_RULE, PRICE_FRAME_COLUMNS, PriceDataError, normalize_price_frame
 from stock_assets.lib.sources import (
@@ -159,7 +159,7 @@ def test_normalize_keeps_schema_order():
 
 
 # --- csv source: a fetch validates its window (issue 12) -----------------------------------------
-SESSIONS = [d.isoformat() for d in calendar.sessions_between("2024-01-02", "2024-03-28")]
+SESSIONS = [d.isoformat() for d in trading_calendar.sessions_between("2024-01-02", "2024-03-28")]
 HEADER = "date,ticker,open,high,low,close,adj_close,volume"
 
 

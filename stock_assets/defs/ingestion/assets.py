@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy, Met
 
 from stock_assets.defs.failures import reported_as_failure
 from stock_assets.defs.ingestion.config import build_raw_prices_config
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 from stock_assets.lib.prices import PRICE_FRAME_COLUMNS
 from stock_assets.lib.sources import PriceSourceError
 from stock_assets.partitions import chunked, run_partition_keys
@@ -86,7 +86,7 @@ def fetch_raw_prices(
         if first == keys[0]:
             begin = _overlap_start(first, basket, config)
         else:  # the session before the chunk, so the source validates the move into it
-            begin = calendar.previous_session(first).isoformat()
+            begin = trading_calendar.previous_session(first).isoformat()
         fetched = source.fetch(tickers, dt.date.fromisoformat(begin), dt.date.fromisoformat(last))
         if first == keys[0] and begin < first:
             _refuse_readjustments(context, fetched, begin, first, source, warehouse, config)
@@ -118,11 +118,13 @@ def _overlap_start(first: str, basket: BasketResource, config) -> str:
     """The first session to fetch: `overlap_sessions` already-stored sessions before `first`."""
     if not config.overlap_sessions:
         return first
-    return basket.clip(calendar.offset_session(first, -config.overlap_sessions).isoformat())
+    return basket.clip(trading_calendar.offset_session(first, -config.overlap_sessions).isoformat())
 
 
 def _refuse_readjustments(context, fetched, begin: str, first: str, source, warehouse, config) -> None:
-    stored = warehouse.get().read_range("raw_prices", "date", begin, calendar.previous_session(first).isoformat())
+    stored = warehouse.get().read_range(
+        "raw_prices", "date", begin, trading_calendar.previous_session(first).isoformat()
+    )
     moved = readjustments(stored, fetched)
     if len(moved):
         message = (

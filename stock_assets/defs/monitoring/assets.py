@@ -12,7 +12,7 @@ from dagster import (
 )
 
 from stock_assets.defs.plots import line_plot, markdown_image
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 from stock_assets.resources.policies import MonitoringPolicyResource
 from stock_assets.resources.warehouse import WarehouseResource
 
@@ -50,19 +50,19 @@ def performance_log(
     Metadata carries rolling aggregates over the last sessions across all tickers, which the
     retraining sensor reads."""
     from stock_assets.lib.degradation import detect_degradation
-    from stock_assets.lib.monitoring import champion_session_losses, rolling_summary, score_predictions
+    from stock_assets.lib.scoring import champion_session_losses, rolling_summary, score_predictions
 
     day = context.partition_key
     scored = score_predictions(daily_predictions, raw_prices, day)
     window_sessions = monitoring_policy.window_sessions
     # Enough history for the rolling window and for the champion's whole tenure up to the age limit.
     span = max(window_sessions, monitoring_policy.max_champion_age_sessions + 1)
-    start = calendar.offset_session(day, -(span - 1)).isoformat()
+    start = trading_calendar.offset_session(day, -(span - 1)).isoformat()
     history = warehouse.get().read_range(
-        "performance_log", "target_date", start, calendar.previous_session(day).isoformat()
+        "performance_log", "target_date", start, trading_calendar.previous_session(day).isoformat()
     )
     log = pd.concat([h for h in (history, scored) if len(h)], ignore_index=True) if len(history) else scored
-    window_start = calendar.offset_session(day, -(window_sessions - 1)).isoformat()
+    window_start = trading_calendar.offset_session(day, -(window_sessions - 1)).isoformat()
     metadata = {
         "rows": len(scored),
         "note": "scored" if len(scored) else f"nothing to score: no predictions targeted {day}",
@@ -80,7 +80,7 @@ def performance_log(
                 "champion_version": str(champion["model_version"]),
                 "champion_kind": str(champion["model_kind"]),
                 "champion_promoted_for": str(champion["model_trained_for"]),
-                "champion_age_sessions": len(calendar.sessions_between(champion["model_trained_for"], day)) - 1,
+                "champion_age_sessions": len(trading_calendar.sessions_between(champion["model_trained_for"], day)) - 1,
                 "champion_mae_ratio": detector.mae_ratio,
                 "detector_statistic": detector.statistic,
                 "detector_threshold": detector.threshold,
@@ -104,7 +104,7 @@ def _plots(log: pd.DataFrame, window_sessions: int) -> dict:
     """Predicted vs actual per ticker (the first PLOT_TICKERS of the basket: a chart of 500 tickers is
     unreadable and costs seconds) and the rolling MAE ratio to persistence over all of them, dated,
     over the last PLOT_SESSIONS scored sessions."""
-    from stock_assets.lib.monitoring import rolling_summary
+    from stock_assets.lib.scoring import rolling_summary
 
     dates = sorted(log["target_date"].unique())[-PLOT_SESSIONS:]
     log = log[log["target_date"].isin(set(dates))]

@@ -15,8 +15,8 @@ from dagster import (
     sensor,
 )
 
-from stock_assets.lib import calendar
-from stock_assets.lib.monitoring import AbsoluteGuards
+from stock_assets.lib import trading_calendar
+from stock_assets.lib.scoring import AbsoluteGuards
 from stock_assets.resources.policies import MonitoringPolicyResource
 
 PERFORMANCE_LOG = AssetKey("performance_log")
@@ -46,7 +46,7 @@ def judge(meta: dict, day: str, policy: MonitoringPolicyResource, retrained: set
     if meta["detector_fired"]:
         return str(meta["detector_reason"]), measured
     if age >= max_age:
-        since = calendar.offset_session(day, -max_age).isoformat()
+        since = trading_calendar.offset_session(day, -max_age).isoformat()
         if not any(since <= p <= day for p in retrained):
             return f"champion v{meta['champion_version']} is {age} sessions old (>= {max_age})", measured
     guards = AbsoluteGuards(policy.mape_max, policy.direction_accuracy_min, policy.min_samples)
@@ -74,7 +74,7 @@ def retraining_sensor(context: SensorEvaluationContext, monitoring_policy: Monit
         if reason is None:
             skips.append(f"{day}: healthy ({measured})")
             continue
-        since = calendar.offset_session(day, -cooldown).isoformat()
+        since = trading_calendar.offset_session(day, -cooldown).isoformat()
         recent = sorted(p for p in retrained if since <= p <= day)
         if recent:
             skips.append(f"{day}: {reason}, but retraining for {recent[-1]} ran within {cooldown} sessions")

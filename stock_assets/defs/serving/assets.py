@@ -15,7 +15,7 @@ from dagster import (
 
 from stock_assets.defs.champions import promote_better_baseline
 from stock_assets.defs.lookback import SessionLookback
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 from stock_assets.lib.indicators import FEATURE_COLUMNS
 from stock_assets.resources.basket import BasketResource
 from stock_assets.resources.model_registry import ModelRegistryResource
@@ -101,7 +101,7 @@ def predict_next_session(
     frame = pd.DataFrame(
         {
             "prediction_date": day,
-            "target_date": calendar.next_session(day).isoformat(),
+            "target_date": trading_calendar.next_session(day).isoformat(),
             "ticker": tickers,
             "last_close": closes,
             "predicted_log_return": log_returns,

@@ -3,7 +3,7 @@
 import numpy as np
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
 
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 from stock_assets.resources.basket import BasketResource
 from stock_assets.resources.warehouse import WarehouseResource
 
@@ -20,7 +20,7 @@ def daily_predictions_complete(
     finite = bool(len(frame)) and bool(
         np.isfinite(frame[["predicted_close", "predicted_log_return"]].to_numpy(float)).all()
     )
-    right_target = bool(len(frame)) and set(frame["target_date"]) == {calendar.next_session(day).isoformat()}
+    right_target = bool(len(frame)) and set(frame["target_date"]) == {trading_calendar.next_session(day).isoformat()}
     return AssetCheckResult(
         passed=sorted(frame["ticker"]) == tickers and finite and right_target if len(frame) else False,
         severity=AssetCheckSeverity.ERROR,

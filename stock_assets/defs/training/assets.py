@@ -203,7 +203,7 @@ def search_best_params(context, config, scaled_sets: dict, model_registry, optun
 def fit_candidate(context, config, scaled_sets: dict, scalers: dict, best_params: dict, model_registry) -> dict:
     from stock_assets.lib.datasets import cut_windows
     from stock_assets.lib.evaluation import predict_log_returns, score_on_sessions
-    from stock_assets.lib.training import calibrate_shrinkage, choose_device, fit_model
+    from stock_assets.lib.fitting import calibrate_shrinkage, choose_device, fit_model
 
     partition = context.partition_key
     params = best_params["params"]

@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 
 from stock_assets.defs import build_definitions
-from stock_assets.lib import calendar
+from stock_assets.lib import trading_calendar
 from stock_assets.replay import run_retraining
 from stock_assets.resources.warehouse import get_warehouse
 
@@ -89,7 +89,7 @@ def test_predictions_use_the_champion_as_of_their_date_and_fridays_are_scored_on
 
 @pytest.mark.slow
 def test_predictions_before_a_holiday_are_scored_after_it(defs, instance, history):
-    assert calendar.next_session("2006-04-13") == dt.date(2006, 4, 17)  # Good Friday
+    assert trading_calendar.next_session("2006-04-13") == dt.date(2006, 4, 17)  # Good Friday
     for day in ["2006-04-13", "2006-04-17"]:
         assert run_daily(defs, instance, day).success
     log = table(history, "performance_log", "target_date")

@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from torch.export import Dim
 
 from stock_assets.lib.datasets import WindowDataset
-from stock_assets.lib.models import build_model
-from stock_assets.lib.training import (
+from stock_assets.lib.fitting import (
     LOSSES,
     TrainResult,
     calibrate_shrinkage,
@@ -18,6 +17,7 @@ from stock_assets.lib.training import (
     set_seeds,
     train_model,
 )
+from stock_assets.lib.models import build_model
 from stock_assets_tests.helpers import random_training_arrays
 
 SEQ, TICKERS, FEATURES = 4, 2, 3

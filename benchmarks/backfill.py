@@ -41,6 +41,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from stock_assets.run_config import QUIET
+
 SAMPLE_FIRST, SAMPLE_LAST = "2004-08-19", "2013-03-01"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 BATCH_ENV = "DAGSTER_EVENT_BATCH_SIZE"
@@ -66,9 +68,6 @@ def _instance(home: Path, postgres_url: str | None = None):
     storage = f"storage:\n  postgres:\n    postgres_url: {json.dumps(postgres_url)}\n" if postgres_url else ""
     (dagster_home / "dagster.yaml").write_text(storage + "telemetry:\n  enabled: false\n")
     return DagsterInstance.from_config(str(dagster_home))
-
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def _trivial_assets():

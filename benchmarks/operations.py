@@ -45,7 +45,7 @@ def main() -> None:
 
     from stock_assets.definitions import defs, settings
     from stock_assets.lib import trading_calendar
-    from stock_assets.replay import QUIET
+    from stock_assets.run_config import QUIET
 
     instance = DagsterInstance.get()
     ops = {}

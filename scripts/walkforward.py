@@ -73,8 +73,9 @@ def main(argv=None, **defaults) -> None:
     from stock_assets.lib import trading_calendar
     from stock_assets.lib.scoring import walk_forward_summary
     from stock_assets.partitions import session_keys
-    from stock_assets.replay import QUIET, replay, run_retraining
+    from stock_assets.replay import replay, run_retraining
     from stock_assets.resources.warehouse import get_warehouse
+    from stock_assets.run_config import QUIET
 
     if not args.verbose:
         quiet()

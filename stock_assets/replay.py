@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from dagster import AssetKey, DagsterInstance, Definitions, build_sensor_context
 
-from stock_assets.resources.model_registry import ModelRef
+from stock_assets.lib.contracts import GateMetadata, ModelRef
+from stock_assets.run_config import QUIET
 
 DRILL_KIND = "drill-biased"
 
@@ -31,7 +32,6 @@ ROLLING_KEYS = (
     "champion_version",
     "champion_kind",
 )
-QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # outcomes go to the report
 
 
 @dataclass
@@ -72,8 +72,9 @@ def run_retraining(
         tags=tags or {},
         raise_on_error=False,
     )
-    gate = next((e for e in result.get_asset_check_evaluations() if e.check_name == "promotion_gate"), None)
-    fallback = bool(gate is not None and gate.metadata["fallback_to_persistence"].value)
+    check = next((e for e in result.get_asset_check_evaluations() if e.check_name == "promotion_gate"), None)
+    gate = GateMetadata.from_metadata(check.metadata) if check is not None else None
+    fallback = bool(gate is not None and gate.fallback_to_persistence)
     changed = any(e.asset_key == AssetKey("production_model") for e in result.get_asset_materialization_events())
     return {
         "partition": partition,
@@ -81,8 +82,8 @@ def run_retraining(
         "success": result.success,
         "promoted": changed and not fallback,  # the candidate became champion
         "fallback": changed and fallback,  # persistence replaced a champion that lost to it
-        "gate": gate.description if gate is not None else "gate not reached (see the run's logs)",
-        "p_value": gate.metadata["p_value"].value if gate is not None else None,
+        "gate": check.description if check is not None else "gate not reached (see the run's logs)",
+        "p_value": gate.p_value if gate is not None else None,
     }
 
 
@@ -94,7 +95,7 @@ def install_drill_champion(defs: Definitions, day: str, bias: float) -> ModelRef
     registry = defs.resources["model_registry"]
     tickers = list(defs.resources["basket"].tickers)
     run_id = f"drill-{day}"
-    with registry.dagster_run(run_id, day, "drill"):
+    with registry.mlflow_run_for(run_id, day, "drill"):
         ref = register_constant_model(registry, DRILL_KIND, np.full(len(tickers), bias), tickers, day, run_id)
     registry.client().set_model_version_tag(registry.model_name, ref.version, "drill", f"+{bias:g} log return bias")
     registry.promote(ref.version, day, run_id)

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from stock_assets.lib.metrics import log_returns
+
 PERSISTENCE, DRIFT = "persistence", "drift"
 BASELINES = (PERSISTENCE, DRIFT)
 
@@ -29,27 +31,5 @@ def baseline_log_returns(kind: str, close: np.ndarray) -> np.ndarray:
     if kind == PERSISTENCE:
         return np.zeros(close.shape[1])
     if kind == DRIFT:
-        return np.nanmean(np.diff(np.log(np.asarray(close, dtype=np.float64)), axis=0), axis=0)
+        return np.nanmean(log_returns(close), axis=0)
     raise ValueError(f"unknown baseline {kind!r}; allowed: {', '.join(BASELINES)}")
-
-
-def baseline_preprocessing(kind: str, tickers: list[str], feature_columns: list[str], trained_through: str) -> dict:
-    """Plain-JSON preprocessing of a baseline: identity scaling, a one-session window."""
-    n_tickers, n_features = len(tickers), len(feature_columns)
-    return {
-        "kind": kind,
-        "tickers": list(tickers),
-        "feature_columns": list(feature_columns),
-        "sequence_length": 1,
-        "shrinkage": 1.0,
-        "scaler": {
-            "tickers": list(tickers),
-            "feature_columns": list(feature_columns),
-            "mean": [[0.0] * n_features] * n_tickers,
-            "std": [[1.0] * n_features] * n_tickers,
-            "target_mean": [0.0] * n_tickers,
-            "target_std": [1.0] * n_tickers,
-        },
-        "trained_through": trained_through,
-        "target": "next-session log return of adj_close",
-    }

@@ -16,6 +16,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from stock_assets.lib.metrics import log_returns
+
 STD_EPSILON = 1e-8  # floor for scaler std: a constant feature scales to 0 instead of dividing by 0
 
 
@@ -82,7 +84,7 @@ def next_session_log_returns(close: np.ndarray) -> np.ndarray:
     """y[t] = log(close[t+1] / close[t]); the last row is NaN (its next close is unknown)."""
     close = np.asarray(close, dtype=np.float64)
     out = np.full_like(close, np.nan)
-    out[:-1] = np.log(close[1:] / close[:-1])
+    out[:-1] = log_returns(close)
     return out
 
 

@@ -11,30 +11,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stock_assets.lib.contracts import Preprocessing
 from stock_assets.lib.datasets import apply_scaler, cut_windows, predicted_close, unscale_predictions
 from stock_assets.lib.metrics import persistence_forecast, pointwise_errors, price_forecast_metrics
 from stock_assets.lib.significance import diebold_mariano, session_loss_differential
 
 
-def forecast_log_returns(model, preprocessing: dict, features: np.ndarray, ends) -> np.ndarray:
+def forecast_log_returns(model, preprocessing: Preprocessing, features: np.ndarray, ends) -> np.ndarray:
     """Log-return forecasts for the sessions after `ends` of an unscaled (sessions, tickers, features)
     panel, through the model's own scaler, window length and shrinkage: the one path from a stored
     model to a forecast, used by the gate, serving and the walk-forward alike."""
     from stock_assets.lib.fitting import predict
 
-    scaled = apply_scaler(features, preprocessing["scaler"])
-    x = cut_windows(scaled, ends, int(preprocessing["sequence_length"]))
-    raw = unscale_predictions(predict(model, x), preprocessing["scaler"])
-    return raw * float(preprocessing.get("shrinkage", 1.0))
+    scaled = apply_scaler(features, preprocessing.scaler)
+    x = cut_windows(scaled, ends, int(preprocessing.sequence_length))
+    raw = unscale_predictions(predict(model, x), preprocessing.scaler)
+    return raw * float(preprocessing.shrinkage)
 
 
-def predict_log_returns(model, preprocessing: dict, arrays: dict[str, np.ndarray], ends: np.ndarray) -> np.ndarray:
+def predict_log_returns(
+    model, preprocessing: Preprocessing, arrays: dict[str, np.ndarray], ends: np.ndarray
+) -> np.ndarray:
     """`forecast_log_returns` on a training set, refusing a model built for other tickers or features."""
     tickers = [str(t) for t in arrays["tickers"]]
     columns = [str(c) for c in arrays["feature_columns"]]
-    if list(preprocessing["tickers"]) != tickers or list(preprocessing["feature_columns"]) != columns:
+    if list(preprocessing.tickers) != tickers or list(preprocessing.feature_columns) != columns:
         raise ValueError(
-            f"model expects tickers {preprocessing['tickers']} and {len(preprocessing['feature_columns'])} features; "
+            f"model expects tickers {list(preprocessing.tickers)} and {len(preprocessing.feature_columns)} features; "
             f"the dataset has {tickers} and {len(columns)}"
         )
     return forecast_log_returns(model, preprocessing, arrays["features"], ends)

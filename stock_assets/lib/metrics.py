@@ -11,6 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def log_returns(close: np.ndarray) -> np.ndarray:
+    """r[t] = log(close[t+1] / close[t]) along the first axis (sessions): the one definition of a
+    session's log return, used by the datasets' target, the baselines, the gate and serving."""
+    close = np.asarray(close, dtype=np.float64)
+    return np.log(close[1:] / close[:-1])
+
+
+def direction_hits(predicted: np.ndarray, actual: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """1.0 where sign(predicted - last) == sign(actual - last), else 0.0 (the module's direction rule)."""
+    with np.errstate(invalid="ignore"):
+        return (np.sign(predicted - last) == np.sign(actual - last)).astype(np.float64)
+
+
 def _flat(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     flat = [np.asarray(a, dtype=np.float64).ravel() for a in arrays]
     sizes = {a.size for a in flat}
@@ -26,8 +39,8 @@ def pointwise_errors(
     """Per-forecast errors (same shape as the inputs; NaN where any input is NaN)."""
     actual, predicted, last = (np.asarray(a, dtype=np.float64) for a in (actual_close, predicted_close, last_close))
     error = predicted - actual
+    hit = direction_hits(predicted, actual, last)
     with np.errstate(invalid="ignore", divide="ignore"):
-        hit = (np.sign(predicted - last) == np.sign(actual - last)).astype(np.float64)
         ape = np.abs(error) / np.abs(actual)
     hit[~(np.isfinite(actual) & np.isfinite(predicted) & np.isfinite(last))] = np.nan
     return {"abs_error": np.abs(error), "abs_pct_error": ape, "squared_error": error**2, "direction_hit": hit}
@@ -51,9 +64,14 @@ def price_forecast_metrics(
         "mae": float(np.mean(np.abs(error))),
         "rmse": float(np.sqrt(np.mean(error**2))),
         "mape": float(np.mean(np.abs(error) / np.abs(actual))),
-        "directional_accuracy": float(np.mean(np.sign(predicted - last) == np.sign(actual - last))),
+        "directional_accuracy": float(np.mean(direction_hits(predicted, actual, last))),
         "n": n,
     }
+
+
+def persistence_errors(actual_close: np.ndarray, last_close: np.ndarray) -> dict[str, np.ndarray]:
+    """`pointwise_errors` of the naive forecast on the same rows: the one baseline error."""
+    return pointwise_errors(actual_close, persistence_forecast(last_close), last_close)
 
 
 def persistence_forecast(last_close: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from stock_assets.lib.metrics import pointwise_errors, price_forecast_metrics
+from stock_assets.lib.metrics import persistence_errors, pointwise_errors, price_forecast_metrics
 
 TEXT_COLUMNS = [
     "target_date", "ticker", "prediction_date", "model_version", "model_run_id", "model_trained_for", "model_kind",
@@ -52,7 +52,7 @@ def score_predictions(predictions: pd.DataFrame, actual: pd.DataFrame, target_da
     errors = pointwise_errors(merged["actual_close"], merged["predicted_close"], merged["last_close"])
     for name, values in errors.items():
         merged[name] = values
-    merged["persistence_abs_error"] = (merged["actual_close"] - merged["last_close"]).abs()
+    merged["persistence_abs_error"] = persistence_errors(merged["actual_close"], merged["last_close"])["abs_error"]
     return merged[LOG_COLUMNS].sort_values("ticker").reset_index(drop=True)
 
 

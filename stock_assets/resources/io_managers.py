@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
+from stock_assets.lib.contracts import CONTRACT_KEY, CONTRACTS, Contract
 from stock_assets.resources.warehouse import MissingPartitionsError, get_warehouse
 
 
@@ -72,8 +73,9 @@ class TableIOManager(ConfigurableIOManager):
 
 
 class ObjectIOManager(ConfigurableIOManager):
-    """One file per (asset, partition): dicts as JSON, dicts of numpy arrays as .npz
-    (`allow_pickle=False`). Files are written to a temp name and renamed, so a partition is
+    """One file per (asset, partition): contracts (lib/contracts.py) and dicts as JSON, dicts of
+    numpy arrays as .npz (`allow_pickle=False`). A contract is stored with its type's name and read
+    back as that type. Files are written to a temp name and renamed, so a partition is
     either the old or the new object, never half of one. Checks read it with `read()`."""
 
     base_dir: str
@@ -82,6 +84,8 @@ class ObjectIOManager(ConfigurableIOManager):
         return Path(self.base_dir) / asset / f"{key}{suffix}"
 
     def write(self, asset: str, key: str, obj) -> None:
+        if isinstance(obj, Contract):
+            obj = {CONTRACT_KEY: type(obj).__name__, **obj.to_dict()}
         arrays = isinstance(obj, dict) and obj and all(isinstance(v, np.ndarray) for v in obj.values())
         path = self._path(asset, key, ".npz" if arrays else ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +105,10 @@ class ObjectIOManager(ConfigurableIOManager):
             with np.load(npz, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
         if js.exists():
-            return json.loads(js.read_text())
+            value = json.loads(js.read_text())
+            if isinstance(value, dict) and CONTRACT_KEY in value:
+                return CONTRACTS[value.pop(CONTRACT_KEY)].from_dict(value)
+            return value
         raise MissingPartitionsError(f"{asset}: partition {key} not materialized; materialize it first")
 
     def handle_output(self, context: OutputContext, obj) -> None:

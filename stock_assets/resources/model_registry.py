@@ -2,8 +2,11 @@
 
 One MLflow run per Dagster run: each step finds the run tagged with its Dagster run id (the
 convention of dagster-mlflow's `mlflow_tracking`), resumes it, and ends it when the step ends, so
-no MLflow run is ever left RUNNING and two Dagster runs never share one. Promotions are recorded
-as version tags, so "the champion as of D" is answerable for any past D.
+no MLflow run is ever left RUNNING and two Dagster runs never share one. A logged model is
+self-contained: its preprocessing is one of the model's own files, so `models:/<name>/<version>`
+alone serves. The registry is the one source of truth for promotions: each promotion is its own
+version tag (append-only, no read-modify-write), and "the champion as of D" is derived from them for
+any past D (docs/architecture.md, "Contracts between assets").
 
 Models are loaded without MLflow's loader and never unpickled (docs/decisions.md, "Never unpickle").
 """
@@ -12,26 +15,32 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.metadata
 import io
 import json
 import os
 import re
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from pydantic import PrivateAttr
+
+from stock_assets.lib.contracts import ModelRef, Preprocessing, Promotion
+from stock_assets.resources.pt2_archive import Pt2ArchiveError, check_pickle_free
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PREPROCESSING_FILE = "preprocessing.json"
-PIP_REQUIREMENTS = ["torch==2.13.0", "numpy"]
+# Promotion tags: "promotion/<partition>/<dagster run id>" = JSON {promoted_at}. Versions logged by
+# earlier releases kept one JSON list under LEGACY_HISTORY_TAG; it is still read, never written.
+PROMOTION_TAG_PREFIX = "promotion/"
+LEGACY_HISTORY_TAG = "promotion_history"
 # What `mlflow.pytorch.log_model(serialization_format="pt2")` writes under the model's artifacts:
 # the MLmodel file and data/model.pt2. Anything else in data/ was not written by this project.
 MLMODEL_FILE = "MLmodel"
 PROGRAM_FILE = "model.pt2"
-
-
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
@@ -56,21 +65,10 @@ def masked_uri(uri: str) -> str:
         return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", uri)
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    name: str
-    version: str
-    run_id: str
-    partition: str | None = None
-    kind: str | None = None  # "persistence", "drift" or an LSTM architecture
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} v{self.version} ({self.kind or 'model'})"
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
+def serving_requirements() -> list[str]:
+    """The packages a served model needs, pinned to what this process runs: MLflow's own inference
+    costs a subprocess (~5 s) per logged model and only ever finds these two."""
+    return [f"{name}=={importlib.metadata.version(name)}" for name in ("torch", "numpy")]
 
 
 class ModelRegistryResource(ConfigurableResource):
@@ -83,6 +81,11 @@ class ModelRegistryResource(ConfigurableResource):
     http_timeout_seconds: int = 60
     http_max_retries: int = 2
 
+    _client = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self.configured_mlflow()
+
     # --- tracking -------------------------------------------------------------------------
     def resolved_tracking_uri(self) -> str:
         """The tracking URI, also when the resource is used outside a run (scripts, replays): Dagster
@@ -90,28 +93,31 @@ class ModelRegistryResource(ConfigurableResource):
         uri = self.tracking_uri
         return uri.get_value() if isinstance(uri, EnvVar) else uri
 
-    def activate(self):
-        """Point this process's MLflow at our stores (imports mlflow lazily) and return the module."""
-        # Our own loader never unpickles whatever this says (`load`); this covers MLflow's other paths.
-        os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in run logs
-        # MLflow's defaults (7 retries, backoff up to 120 s) make one call to a dead server take ~4
-        # minutes; an explicit MLFLOW_HTTP_REQUEST_* in the environment still wins.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.http_timeout_seconds))
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.http_max_retries))
+    def configured_mlflow(self):
+        """The `mlflow` module pointed at our stores. Configured once per resource (at run setup, or
+        on first use outside a run); later calls only re-point a process another store re-pointed."""
         import mlflow
 
         uri = self.resolved_tracking_uri()
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
+        if self._client is None:
+            # Our own loader never unpickles whatever this says (`load`); this covers MLflow's other paths.
+            os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in run logs
+            # MLflow's defaults (7 retries, backoff up to 120 s) make one call to a dead server take ~4
+            # minutes; an explicit MLFLOW_HTTP_REQUEST_* in the environment still wins.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.http_timeout_seconds))
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.http_max_retries))
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(uri, uri)
+        if mlflow.get_tracking_uri() != uri:  # tests and replays use several stores in one process
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
         return mlflow
 
     def client(self):
-        from mlflow import MlflowClient
-
-        self.activate()
-        uri = self.resolved_tracking_uri()
-        return MlflowClient(uri, uri)
+        self.configured_mlflow()
+        return self._client
 
     def experiment_id(self) -> str:
         """The project's experiment, tagged so that the MLflow 3 UI opens it in the model-training
@@ -128,11 +134,11 @@ class ModelRegistryResource(ConfigurableResource):
         return found.experiment_id
 
     @contextlib.contextmanager
-    def dagster_run(self, dagster_run_id: str, partition: str, job_name: str) -> Iterator[str]:
-        """Resume (or start) the MLflow run of this Dagster run; end it when the block ends."""
+    def mlflow_run_for(self, dagster_run_id: str, partition: str, job_name: str) -> Iterator[str]:
+        """Resume (or start) the MLflow run of this Dagster run and yield its id; end it when the block ends."""
         from mlflow.exceptions import MlflowException
 
-        mlflow = self.activate()
+        mlflow = self.configured_mlflow()
         client = self.client()
         try:
             experiment_id = self.experiment_id()
@@ -175,38 +181,52 @@ class ModelRegistryResource(ConfigurableResource):
         else:
             mlflow.end_run(status="FINISHED")
 
-    def log_model(self, model, preprocessing: dict, input_example, partition: str, dagster_run_id: str) -> ModelRef:
-        """Log `model` (pt2) with its preprocessing JSON into the active MLflow run and register it.
+    def log_model(
+        self,
+        model,
+        preprocessing: Preprocessing,
+        input_example,
+        partition: str,
+        dagster_run_id: str,
+        metrics: dict[str, float] | None = None,
+    ) -> ModelRef:
+        """Log `model` (pt2) with its preprocessing as one of the model's own files into the active
+        MLflow run, register it, and log `metrics` against the logged model (its `model_id`).
 
         LSTMs and baselines go through here alike, so every served model loads the same way."""
-        self.activate()
-        import mlflow
-        import mlflow.pytorch
+        mlflow = self.configured_mlflow()
+        from mlflow import pytorch as mlflow_pytorch
 
-        mlflow.log_dict(preprocessing, PREPROCESSING_FILE)
-        # Registration prints "Successfully registered ..." / "Created version ..." to stderr for
-        # every model; the version lands in the asset's metadata instead (docs/decisions.md,
-        # "Quiet by default"). Failures still raise.
-        with contextlib.redirect_stderr(io.StringIO()):
-            info = mlflow.pytorch.log_model(
-                model,
-                name="model",
-                input_example=input_example,  # batch >= 2 keeps the exported batch dimension dynamic
-                pip_requirements=PIP_REQUIREMENTS,
-                registered_model_name=self.model_name,
-                serialization_format="pt2",
-            )
+        with tempfile.TemporaryDirectory() as tmp:
+            extra = Path(tmp) / PREPROCESSING_FILE
+            extra.write_text(json.dumps(preprocessing.to_dict()))
+            # Registration prints "Successfully registered ..." / "Created version ..." to stderr for
+            # every model; the version lands in the asset's metadata instead (docs/decisions.md,
+            # "Quiet by default"). Failures still raise.
+            with contextlib.redirect_stderr(io.StringIO()):
+                info = mlflow_pytorch.log_model(
+                    model,
+                    name="model",
+                    input_example=input_example,  # batch >= 2 keeps the exported batch dimension dynamic
+                    pip_requirements=serving_requirements(),
+                    extra_files=[str(extra)],
+                    registered_model_name=self.model_name,
+                    serialization_format="pt2",
+                )
+        if metrics:
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, model_id=info.model_id)
         version = str(info.registered_model_version)
         client = self.client()
         tags = {
             "trained_for_partition": partition,
             "dagster_run_id": dagster_run_id,
-            "model_kind": preprocessing["kind"],
+            "model_kind": preprocessing.kind,
         }
         for key, value in tags.items():
             client.set_model_version_tag(self.model_name, version, key, value)
+        client.update_model_version(self.model_name, version, description=f"{preprocessing.kind} as of {partition}")
         run_id = mlflow.active_run().info.run_id
-        return ModelRef(self.model_name, version, run_id, partition, preprocessing["kind"])
+        return ModelRef(self.model_name, version, run_id, partition, preprocessing.kind)
 
     def run_url(self, run_id: str) -> str:
         """Where to look at a run; shown in asset metadata, so never with a password."""
@@ -228,91 +248,97 @@ class ModelRegistryResource(ConfigurableResource):
             self.model_name, str(mv.version), mv.run_id, tags.get("trained_for_partition"), tags.get("model_kind")
         )
 
-    def promotions(self) -> list[dict]:
-        """Every promotion recorded on version tags, oldest first."""
+    def set_alias(self, alias: str, version: str) -> None:
+        self.client().set_registered_model_alias(self.model_name, alias, str(version))
+
+    def promotions(self) -> list[Promotion]:
+        """Every promotion recorded on version tags, oldest first: the one promotion history."""
         from mlflow.exceptions import MlflowException
 
-        client = self.client()
         try:
-            versions = client.search_model_versions(f"name = '{self.model_name}'")
+            versions = self.client().search_model_versions(f"name = '{self.model_name}'")
         except MlflowException:
             return []
         history = []
         for mv in versions:
             tags = mv.tags or {}
-            for entry in json.loads(tags.get("promotion_history", "[]")):
+            entries = json.loads(tags.get(LEGACY_HISTORY_TAG, "[]"))
+            for key, value in tags.items():
+                if key.startswith(PROMOTION_TAG_PREFIX):
+                    _, partition, dagster_run_id = key.split("/", 2)
+                    entries.append({"partition": partition, "dagster_run_id": dagster_run_id, **json.loads(value)})
+            for entry in entries:
                 history.append(
-                    {"version": str(mv.version), "run_id": mv.run_id, "kind": tags.get("model_kind"), **entry}
+                    Promotion(
+                        version=str(mv.version),
+                        run_id=mv.run_id,
+                        kind=tags.get("model_kind"),
+                        partition=entry["partition"],
+                        promoted_at=entry["promoted_at"],
+                        dagster_run_id=entry["dagster_run_id"],
+                    )
                 )
-        return sorted(history, key=lambda h: (h["partition"], h["promoted_at"]))
+        return sorted(history, key=lambda h: (h.partition, h.promoted_at))
 
     def champion_as_of(self, partition: str) -> ModelRef | None:
         """The model promoted for the latest partition <= `partition` (never one trained later)."""
-        eligible = [h for h in self.promotions() if h["partition"] <= partition]
-        if not eligible:
-            return None
-        last = eligible[-1]
-        return ModelRef(self.model_name, str(last["version"]), last["run_id"], last["partition"], last.get("kind"))
+        eligible = [h for h in self.promotions() if h.partition <= partition]
+        return eligible[-1].ref(self.model_name) if eligible else None
 
-    def promote(self, version: str, partition: str, dagster_run_id: str) -> dict:
-        """Move alias `champion` to `version` and append the promotion to its tag history."""
+    def promote(self, version: str, partition: str, dagster_run_id: str) -> Promotion:
+        """Record the promotion of `version` for `partition` (its own tag: concurrent promotions never
+        overwrite each other) and move alias `champion` to it."""
         client = self.client()
         mv = client.get_model_version(self.model_name, str(version))
-        entry = {
-            "partition": partition,
-            "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-            "dagster_run_id": dagster_run_id,
-        }
-        history = json.loads((mv.tags or {}).get("promotion_history", "[]")) + [entry]
-        client.set_model_version_tag(self.model_name, str(version), "promotion_history", json.dumps(history))
-        client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
-        return entry
+        promoted_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+        key = f"{PROMOTION_TAG_PREFIX}{partition}/{dagster_run_id}"
+        client.set_model_version_tag(self.model_name, str(version), key, json.dumps({"promoted_at": promoted_at}))
+        self.set_alias(CHAMPION, str(version))
+        return Promotion(
+            str(version), mv.run_id, (mv.tags or {}).get("model_kind"), partition, promoted_at, dagster_run_id
+        )
 
-    def load(self, ref: ModelRef):
-        """The exported (pt2) program and its plain-JSON preprocessing; never unpickles.
+    def load(self, ref: ModelRef) -> tuple:
+        """(the exported pt2 program, its `Preprocessing`) from `models:/<name>/<version>` alone;
+        never unpickles.
 
         MLflow's loader is not used: it unpickles a `model.pth` found beside the program, or skips
         its pickle check on the program, whenever MLFLOW_ALLOW_PICKLE_DESERIALIZATION is true. Here
         the artifacts must be exactly what `log_model` wrote, the archive is checked pickle-free
-        (MLflow's own validator, always run) and only then read by `torch.export.load`, which would
-        otherwise unpickle the weights and sample inputs it holds."""
+        (`pt2_archive.check_pickle_free`, always run) and only then read by `torch.export.load`,
+        which would otherwise unpickle the weights and sample inputs it holds."""
         from mlflow.exceptions import MlflowException
 
-        mlflow = self.activate()
+        mlflow = self.configured_mlflow()
         try:
             root = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri))
-            preprocessing_path = self.client().download_artifacts(ref.run_id, PREPROCESSING_FILE)
         except (MlflowException, OSError) as exc:
             raise self._artifact_error(ref, f"its artifacts cannot be read ({_short(exc)})") from None
-        program = self._program_path(ref, root)
+        program, preprocessing_path = self._model_files(ref, root)
         try:
-            from mlflow.pytorch import _validate_pt2_archive_is_pickle_free
-        except ImportError:  # fail closed if MLflow moves its validator
-            raise self._artifact_error(ref, "this MLflow has no pt2 archive validator, so it is not loaded") from None
-        try:
-            _validate_pt2_archive_is_pickle_free(str(program))
-        except MlflowException as exc:
-            found = re.search(r"record '([^']+)'", str(exc))
-            record = found.group(1) if found else PROGRAM_FILE
-            what = "not a pt2 (zip) archive" if record == PROGRAM_FILE else f"its record {record} is not pickle-free"
-            raise self._artifact_error(ref, f"data/{PROGRAM_FILE} is corrupt ({what})") from None
+            check_pickle_free(program)
+        except Pt2ArchiveError as exc:
+            raise self._artifact_error(ref, f"data/{PROGRAM_FILE} is corrupt ({exc})") from None
         import torch
 
         try:
+            if preprocessing_path is None:  # logged by an earlier release: a run artifact beside the model
+                preprocessing_path = self.client().download_artifacts(ref.run_id, PREPROCESSING_FILE)
+            preprocessing = Preprocessing.from_dict(json.loads(Path(preprocessing_path).read_text()))
             model = torch.export.load(str(program)).module()
-            with open(preprocessing_path) as fh:
-                preprocessing = json.load(fh)
         except Exception as exc:  # torch raises many kinds on a damaged archive
             raise self._artifact_error(ref, f"its artifacts are corrupt ({_short(exc)})") from None
         return model, preprocessing
 
-    def _program_path(self, ref: ModelRef, root: Path) -> Path:
-        """data/model.pt2 under the model's artifacts, after checking the layout `log_model` writes."""
+    def _model_files(self, ref: ModelRef, root: Path) -> tuple[Path, Path | None]:
+        """(data/model.pt2, the preprocessing file or None) under the model's artifacts, after
+        checking the layout `log_model` writes."""
         import yaml
 
         try:
-            flavors = yaml.safe_load((root / MLMODEL_FILE).read_text())["flavors"]
-            data = root / flavors["pytorch"]["model_data"]
+            flavor = yaml.safe_load((root / MLMODEL_FILE).read_text())["flavors"]["pytorch"]
+            data = root / flavor["model_data"]
+            extras = [root / entry["path"] for entry in flavor.get("extra_files", [])]
         except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
             raise self._artifact_error(
                 ref, f"its {MLMODEL_FILE} file is missing or unreadable ({_short(exc)})"
@@ -327,7 +353,10 @@ class ModelRegistryResource(ConfigurableResource):
                 f"its artifacts hold files this project never writes ({', '.join(stray)}); refused, the artifact "
                 "store may have been tampered with",
             )
-        return program
+        preprocessing = next((p for p in extras if p.name == PREPROCESSING_FILE), None)
+        if preprocessing is not None and not preprocessing.is_file():
+            raise self._artifact_error(ref, f"its {PREPROCESSING_FILE} is missing")
+        return program, preprocessing
 
     def _artifact_error(self, ref: ModelRef, problem: str) -> ModelArtifactError:
         """Names the model name and version and the two ways out: re-promote or retrain."""
@@ -335,9 +364,9 @@ class ModelRegistryResource(ConfigurableResource):
         with contextlib.suppress(Exception):  # best effort: the registry may be what is broken
             tags = self.client().get_model_version(ref.name, ref.version).tags or {}
             trained_for = tags.get("trained_for_partition") or trained_for
-            promoted = [h for h in self.promotions() if h["version"] != ref.version]
+            promoted = [h for h in self.promotions() if h.version != ref.version]
             until = ref.partition or trained_for
-            earlier = [h["version"] for h in promoted if until is None or h["partition"] <= until]
+            earlier = [h.version for h in promoted if until is None or h.partition <= until]
         partition = ref.partition or trained_for or "<partition>"
         shown = list(dict.fromkeys(reversed(earlier)))[:3]  # the latest first, each version once
         candidates = f" (earlier champions: {', '.join('v' + v for v in shown)})" if shown else ""

@@ -30,7 +30,6 @@ from stock_assets_tests.helpers import POSTGRES_ADMIN_URL, postgres_unavailable
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = POSTGRES_ADMIN_URL
 MLFLOW_EXE = str(Path(sys.executable).with_name("mlflow"))
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def free_port() -> int:

@@ -290,7 +290,7 @@ def test_mlflow_server_unreachable_during_retraining_fails_and_keeps_the_champio
     assert client.get_registered_model(deployed.model_name).aliases == {"champion": "1", "challenger": "1"}
     assert [v.version for v in client.search_model_versions(f"name = '{deployed.model_name}'")] == ["1"]
     assert registry.champion_as_of("2006-03-22").version == "1"
-    assert [(p["version"], p["partition"]) for p in registry.promotions()] == [("1", "2006-02-22")]
+    assert [(p.version, p.partition) for p in registry.promotions()] == [("1", "2006-02-22")]
     assert not [r for r in client.search_runs([registry.experiment_id()]) if r.info.status == "RUNNING"]
     assert [r.status for r in instance.get_runs()] == [DagsterRunStatus.FAILURE, DagsterRunStatus.SUCCESS]
 
@@ -302,7 +302,7 @@ MLFLOW_PROBE = textwrap.dedent(
 
     registry = build_resources(load_settings())["model_registry"]
     try:
-        with registry.dagster_run("probe-run", "2006-02-22", "retraining_job"):
+        with registry.mlflow_run_for("probe-run", "2006-02-22", "retraining_job"):
             pass
     except Exception as exc:
         print(f"{type(exc).__name__}: {exc}")

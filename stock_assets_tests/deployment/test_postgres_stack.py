@@ -7,6 +7,7 @@ from dagster import AssetKey, AssetMaterialization, DagsterRunStatus, build_sens
 from mlflow import MlflowClient
 
 from stock_assets.lib import trading_calendar
+from stock_assets.lib.contracts import MonitorMetadata
 from stock_assets_tests.conftest import TEST_SETTINGS
 from stock_assets_tests.deployment.conftest import QUIET, seed_history
 from stock_assets_tests.helpers import range_tags
@@ -75,7 +76,9 @@ def test_backfill_retraining_daily_runs_and_sensor_on_postgres(postgres_stack):
     model = client.get_registered_model(stack.settings.model_name)
     assert model.aliases == {"champion": "1", "challenger": "1"}
     (version,) = client.search_model_versions(f"name = '{stack.settings.model_name}'")
-    assert version.tags["trained_for_partition"] == TRAIN_FOR and "promotion_history" in version.tags
+    assert version.tags["trained_for_partition"] == TRAIN_FOR
+    (promotion,) = [key for key in version.tags if key.startswith("promotion/")]  # one tag per promotion
+    assert promotion.startswith(f"promotion/{TRAIN_FOR}/")
     assert version.tags["dagster_run_id"] == retraining.run_id
     (run,) = client.search_runs(
         [registry.experiment_id()],
@@ -145,12 +148,17 @@ def test_backfill_retraining_daily_runs_and_sensor_on_postgres(postgres_stack):
             partition=BREACH_AT,
             metadata={
                 "rows": 4,
-                "champion_version": "1",
-                "champion_age_sessions": 30,
-                "detector_statistic": 12.5,
-                "detector_threshold": 9.0,
-                "detector_fired": True,
-                "detector_reason": "CUSUM 12.50 > 9 after 30 sessions: champion MAE 1.09 x persistence",
+                **MonitorMetadata(
+                    champion_version="1",
+                    champion_kind="lstm",
+                    champion_promoted_for=TRAIN_FOR,
+                    champion_age_sessions=30,
+                    champion_mae_ratio=1.09,
+                    detector_statistic=12.5,
+                    detector_threshold=9.0,
+                    detector_fired=True,
+                    detector_reason="CUSUM 12.50 > 9 after 30 sessions: champion MAE 1.09 x persistence",
+                ).to_metadata(),
             },
         )
     )
@@ -174,8 +182,8 @@ def test_artifacts_go_through_the_tracking_server(mlflow_server, settings):
 
     deployed = settings.model_copy(update={"mlflow_tracking_uri": mlflow_server.url})
     registry = build_resources(deployed)["model_registry"]
-    with registry.dagster_run("probe-run", TRAIN_FOR, "retraining_job") as run_id:
-        registry.activate().log_text("probe", "probe.txt")
+    with registry.mlflow_run_for("probe-run", TRAIN_FOR, "retraining_job") as run_id:
+        registry.configured_mlflow().log_text("probe", "probe.txt")
     client = MlflowClient(mlflow_server.url, mlflow_server.url)
     location = client.get_experiment(registry.experiment_id()).artifact_location
     stored = list(mlflow_server.artifacts.rglob("probe.txt"))

@@ -30,7 +30,7 @@ def log_constant(registry, log_returns, partition: str) -> ModelRef:
     from stock_assets.defs.champions import register_constant_model
 
     run_id = f"run-{partition}"
-    with registry.dagster_run(run_id, partition, "test"):
+    with registry.mlflow_run_for(run_id, partition, "test"):
         ref = register_constant_model(registry, "drift", np.asarray(log_returns), list(TICKERS), partition, run_id)
     registry.promote(ref.version, partition, run_id)
     return registry.champion_as_of(partition)
@@ -52,7 +52,7 @@ def model_dir(registry, ref: ModelRef) -> Path:
     """The model's artifact folder as MLflow wrote it (MLmodel, data/model.pt2, ...)."""
     import mlflow
 
-    registry.activate()
+    registry.configured_mlflow()
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri))
 
 
@@ -63,9 +63,9 @@ def test_loads_the_exported_program_and_its_preprocessing(registry, champion):
     root = model_dir(registry, champion)
     assert sorted(str(p.relative_to(root)) for p in (root / "data").rglob("*")) == ["data/model.pt2"]
     model, pre = registry.load(champion)
-    out = model(torch.zeros((3, 1, len(TICKERS), len(pre["feature_columns"]))))
+    out = model(torch.zeros((3, 1, len(TICKERS), len(pre.feature_columns))))
     assert out.shape == (3, 2) and np.allclose(out.numpy(), [0.003, 0.004])
-    assert pre["tickers"] == TICKERS and pre["trained_through"] == SECOND
+    assert list(pre.tickers) == TICKERS and pre.trained_through == SECOND
 
 
 def test_a_planted_pickle_never_runs_even_when_mlflow_would_allow_it(registry, champion, tmp_path, monkeypatch):
@@ -160,7 +160,7 @@ def test_deleted_artifacts_name_the_version_and_the_fix(registry, champion):
 def test_the_earlier_version_still_loads(registry, champion):
     (model_dir(registry, champion) / "data" / "model.pt2").unlink()
     model, pre = registry.load(registry.champion_as_of(FIRST))
-    assert pre["trained_through"] == FIRST
+    assert pre.trained_through == FIRST
 
 
 @pytest.mark.parametrize(

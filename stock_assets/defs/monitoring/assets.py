@@ -13,6 +13,7 @@ from dagster import (
 
 from stock_assets.defs.plots import line_plot, markdown_image
 from stock_assets.lib import trading_calendar
+from stock_assets.lib.contracts import MonitorMetadata
 from stock_assets.resources.policies import MonitoringPolicyResource
 from stock_assets.resources.warehouse import WarehouseResource
 
@@ -63,11 +64,12 @@ def performance_log(
     )
     log = pd.concat([h for h in (history, scored) if len(h)], ignore_index=True) if len(history) else scored
     window_start = trading_calendar.offset_session(day, -(window_sessions - 1)).isoformat()
+    rolling = rolling_summary(log[log["target_date"] >= window_start])
     metadata = {
         "rows": len(scored),
         "note": "scored" if len(scored) else f"nothing to score: no predictions targeted {day}",
         "rolling_window_sessions": window_sessions,
-        **rolling_summary(log[log["target_date"] >= window_start]),
+        **rolling,
     }
     if len(scored):
         champion = scored.iloc[0]
@@ -75,17 +77,23 @@ def performance_log(
             log, champion["model_version"], champion["model_trained_for"]
         )
         detector = detect_degradation(champion_loss, persistence_loss, monitoring_policy.detector_config())
+        monitor = MonitorMetadata(
+            champion_version=str(champion["model_version"]),
+            champion_kind=str(champion["model_kind"]),
+            champion_promoted_for=str(champion["model_trained_for"]),
+            champion_age_sessions=len(trading_calendar.sessions_between(champion["model_trained_for"], day)) - 1,
+            champion_mae_ratio=detector.mae_ratio,
+            detector_statistic=detector.statistic,
+            detector_threshold=detector.threshold,
+            detector_fired=bool(detector.fired),
+            detector_reason=detector.reason,
+            rolling_samples=int(rolling.get("rolling_samples", 0)),
+            rolling_mape=rolling.get("rolling_mape"),
+            rolling_direction_accuracy=rolling.get("rolling_direction_accuracy"),
+        )
         metadata.update(
             {
-                "champion_version": str(champion["model_version"]),
-                "champion_kind": str(champion["model_kind"]),
-                "champion_promoted_for": str(champion["model_trained_for"]),
-                "champion_age_sessions": len(trading_calendar.sessions_between(champion["model_trained_for"], day)) - 1,
-                "champion_mae_ratio": detector.mae_ratio,
-                "detector_statistic": detector.statistic,
-                "detector_threshold": detector.threshold,
-                "detector_fired": bool(detector.fired),
-                "detector_reason": detector.reason,
+                **monitor.to_metadata(),
                 "scored": MetadataValue.md(
                     scored[
                         ["ticker", "last_close", "predicted_close", "actual_close", "abs_pct_error", "direction_hit"]

@@ -16,6 +16,7 @@ from dagster import (
 )
 
 from stock_assets.lib import trading_calendar
+from stock_assets.lib.contracts import MonitorMetadata
 from stock_assets.lib.scoring import AbsoluteGuards
 from stock_assets.resources.policies import MonitoringPolicyResource
 
@@ -34,26 +35,28 @@ def _retrained_partitions(context: SensorEvaluationContext) -> set[str]:
     return {r.tags["dagster/partition"] for r in runs if r.tags.get("dagster/partition")}
 
 
-def judge(meta: dict, day: str, policy: MonitoringPolicyResource, retrained: set[str]) -> tuple[str | None, str]:
-    """(reason to retrain or None, what was measured) for one performance_log partition."""
-    if "detector_statistic" not in meta:
+def judge(
+    monitor: MonitorMetadata | None, day: str, policy: MonitoringPolicyResource, retrained: set[str]
+) -> tuple[str | None, str]:
+    """(reason to retrain or None, what was measured) for one performance_log partition; `monitor` is
+    None for a session with nothing scored."""
+    if monitor is None:
         return None, "nothing scored"
-    age, max_age = int(meta["champion_age_sessions"]), policy.max_champion_age_sessions
+    age, max_age = int(monitor.champion_age_sessions), policy.max_champion_age_sessions
     measured = (
-        f"CUSUM {meta['detector_statistic']:.2f} vs threshold {meta['detector_threshold']:g}, "
-        f"champion v{meta['champion_version']} age {age} vs {max_age} sessions"
+        f"CUSUM {monitor.detector_statistic:.2f} vs threshold {monitor.detector_threshold:g}, "
+        f"champion v{monitor.champion_version} age {age} vs {max_age} sessions"
     )
-    if meta["detector_fired"]:
-        return str(meta["detector_reason"]), measured
+    if monitor.detector_fired:
+        return str(monitor.detector_reason), measured
     if age >= max_age:
         since = trading_calendar.offset_session(day, -max_age).isoformat()
         if not any(since <= p <= day for p in retrained):
-            return f"champion v{meta['champion_version']} is {age} sessions old (>= {max_age})", measured
+            return f"champion v{monitor.champion_version} is {age} sessions old (>= {max_age})", measured
     guards = AbsoluteGuards(policy.mape_max, policy.direction_accuracy_min, policy.min_samples)
-    breach = guards.breach(
-        int(meta.get("rolling_samples", 0)), meta.get("rolling_mape", 0.0), meta.get("rolling_direction_accuracy", 1.0)
-    )
-    return breach, measured
+    mape = 0.0 if monitor.rolling_mape is None else monitor.rolling_mape
+    accuracy = 1.0 if monitor.rolling_direction_accuracy is None else monitor.rolling_direction_accuracy
+    return guards.breach(int(monitor.rolling_samples), mape, accuracy), measured
 
 
 @sensor(job_name=RETRAINING_JOB, minimum_interval_seconds=60, description=__doc__)
@@ -69,8 +72,9 @@ def retraining_sensor(context: SensorEvaluationContext, monitoring_policy: Monit
     requests, skips = [], []
     for record in records:
         day = record.partition_key
-        meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-        reason, measured = judge(meta, day, monitoring_policy, retrained)
+        entries = record.asset_materialization.metadata
+        monitor = MonitorMetadata.from_metadata(entries) if MonitorMetadata.present(entries) else None
+        reason, measured = judge(monitor, day, monitoring_policy, retrained)
         if reason is None:
             skips.append(f"{day}: healthy ({measured})")
             continue

@@ -82,8 +82,8 @@ def predict_next_session(
     champion = model_registry.champion_as_of(day)
     if champion is None:
         champion = promote_better_baseline(context, day, basket, warehouse, model_registry, training_window)
-    model, pre = model_registry.load(champion)
-    tickers, seq = list(pre["tickers"]), int(pre["sequence_length"])
+    model, preprocessing = model_registry.load(champion)
+    tickers, seq = list(preprocessing.tickers), preprocessing.sequence_length
     if sorted(tickers) != sorted(basket.tickers):
         raise Failure(
             description=f"champion {champion.label} serves {tickers}, settings ask for {list(basket.tickers)}; "
@@ -96,7 +96,7 @@ def predict_next_session(
             f"found {panel.n_sessions} complete session(s) ending {panel.dates[-1] if panel.dates else 'nowhere'}. "
             "Materialize processed_features for that range."
         )
-    log_returns = forecast_log_returns(model, pre, panel.features, [-1])[0]
+    log_returns = forecast_log_returns(model, preprocessing, panel.features, [-1])[0]
     closes = panel.close[-1]
     frame = pd.DataFrame(
         {
@@ -110,7 +110,7 @@ def predict_next_session(
             "model_version": str(champion.version),
             "model_run_id": champion.run_id,
             "model_trained_for": champion.partition,
-            "model_kind": pre.get("kind", "lstm"),
+            "model_kind": preprocessing.kind,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
     )[PREDICTION_COLUMNS]

@@ -5,7 +5,6 @@
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckKey,
@@ -26,9 +25,10 @@ from stock_assets.defs.champions import fall_back_to_persistence
 from stock_assets.defs.lookback import SessionLookback
 from stock_assets.defs.plots import line_plot, markdown_image
 from stock_assets.defs.training.config import build_training_configs
+from stock_assets.lib.contracts import CandidateModel, GateMetadata, Preprocessing, ProductionModel
 from stock_assets.lib.indicators import FEATURE_COLUMNS
 from stock_assets.resources.basket import BasketResource
-from stock_assets.resources.model_registry import CHALLENGER, ModelRef, ModelRegistryResource
+from stock_assets.resources.model_registry import CHALLENGER, ModelRegistryResource
 from stock_assets.resources.optuna_storage import OptunaStorageResource
 from stock_assets.settings import Settings
 
@@ -123,7 +123,7 @@ def build_training_assets(settings: Settings, partitions: PartitionsDefinition) 
         scalers: dict,
         best_params: dict,
         model_registry: ModelRegistryResource,
-    ) -> dict:
+    ) -> CandidateModel:
         """A multi-ticker LSTM fitted as of D with the best params (early-stopped on validation, best
         weights restored), scored on the holdout, logged to MLflow as an exported (pt2) program with
         its preprocessing beside it, registered and aliased `challenger`. Promotion is not its job."""
@@ -136,7 +136,9 @@ def build_training_assets(settings: Settings, partitions: PartitionsDefinition) 
         kinds={"mlflow"},
         output_required=False,
     )
-    def production_model(context: AssetExecutionContext, candidate_model: dict, model_registry: ModelRegistryResource):
+    def production_model(
+        context: AssetExecutionContext, candidate_model: CandidateModel, model_registry: ModelRegistryResource
+    ):
         """The promotion made as of D: alias `champion` moved to the candidate that passed the gate, or
         to persistence when the gate found the champion worse than it. Not materialized when the gate
         rejected the candidate and the champion holds; refuses without an evaluation of it."""
@@ -150,8 +152,8 @@ def search_best_params(context, config, scaled_sets: dict, model_registry, optun
 
     partition = context.partition_key
     study_name = f"{model_registry.model_name}-{partition}"  # or with a fingerprint: lib/search.open_study
-    with model_registry.dagster_run(context.run_id, partition, context.job_name) as parent_run_id:
-        mlflow = model_registry.activate()
+    with model_registry.mlflow_run_for(context.run_id, partition, context.job_name) as parent_run_id:
+        mlflow = model_registry.configured_mlflow()
         client, experiment_id = model_registry.client(), model_registry.experiment_id()
 
         def log_trial(used_study: str, trial) -> None:
@@ -200,8 +202,10 @@ def search_best_params(context, config, scaled_sets: dict, model_registry, optun
     return {"params": study.best_params, "summary": summary, "partition": partition}
 
 
-def fit_candidate(context, config, scaled_sets: dict, scalers: dict, best_params: dict, model_registry) -> dict:
-    from stock_assets.lib.datasets import cut_windows
+def fit_candidate(
+    context, config, scaled_sets: dict, scalers: dict, best_params: dict, model_registry
+) -> CandidateModel:
+    from stock_assets.lib.datasets import cut_windows, next_session_log_returns
     from stock_assets.lib.evaluation import predict_log_returns, score_on_sessions
     from stock_assets.lib.fitting import calibrate_shrinkage, choose_device, fit_model
 
@@ -209,23 +213,20 @@ def fit_candidate(context, config, scaled_sets: dict, scalers: dict, best_params
     params = best_params["params"]
     result = fit_model(scaled_sets, params, max_epochs=config.max_epochs, patience=config.patience, seed=config.seed)
     seq = int(params["sequence_length"])
-    preprocessing = {
-        "kind": params["architecture"],
-        "tickers": [str(t) for t in scaled_sets["tickers"]],
-        "feature_columns": [str(c) for c in scaled_sets["feature_columns"]],
-        "sequence_length": seq,
-        "shrinkage": 1.0,
-        "scaler": scalers,
-        "trained_through": partition,
-        "target": "next-session log return of adj_close",
-    }
+    preprocessing = Preprocessing(
+        kind=params["architecture"],
+        tickers=tuple(str(t) for t in scaled_sets["tickers"]),
+        feature_columns=tuple(str(c) for c in scaled_sets["feature_columns"]),
+        sequence_length=seq,
+        scaler=scalers,
+        trained_through=partition,
+    )
     # Shrink towards persistence on validation: a network without signal collapses to the baseline
     # (docs/decisions.md, "Shrinkage and a fair chance for the LSTMs").
     validation = scaled_sets["validation"]
-    close = scaled_sets["close"]
-    realised = np.log(close[validation + 1] / close[validation])
+    realised = next_session_log_returns(scaled_sets["close"])[validation]
     shrinkage = calibrate_shrinkage(predict_log_returns(result.model, preprocessing, scaled_sets, validation), realised)
-    preprocessing["shrinkage"] = shrinkage
+    preprocessing = preprocessing.with_shrinkage(shrinkage)
     holdout = scaled_sets["holdout"]
     metrics = score_on_sessions(
         predict_log_returns(result.model, preprocessing, scaled_sets, holdout), scaled_sets, holdout
@@ -234,22 +235,31 @@ def fit_candidate(context, config, scaled_sets: dict, scalers: dict, best_params
     losses = {"train": [h["train_loss"] for h in result.history], "validation": [h["val_loss"] for h in result.history]}
     curve = line_plot(losses, f"candidate {partition}", "epoch", "validation MSE (scaled)")
 
-    with model_registry.dagster_run(context.run_id, partition, context.job_name) as run_id:
-        mlflow = model_registry.activate()
+    with model_registry.mlflow_run_for(context.run_id, partition, context.job_name) as run_id:
+        mlflow = model_registry.configured_mlflow()
         mlflow.log_params({**params, "trained_through": partition, "device": str(choose_device()), "seed": config.seed})
         for h in result.history:
             mlflow.log_metrics({"train_loss": h["train_loss"], "epoch_val_loss": h["val_loss"]}, step=h["epoch"])
         mlflow.log_metrics({"val_loss": result.best_val_loss, "best_epoch": result.best_epoch, "shrinkage": shrinkage})
-        mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in metrics.items()})
-        mlflow.log_metrics(
-            {f"persistence_{k}": float(v) for k, v in persistence.items() if k != "directional_accuracy"}
-        )
+        holdout_metrics = {f"holdout_{k}": float(v) for k, v in metrics.items()}
+        persistence_metrics = {
+            f"persistence_{k}": float(v) for k, v in persistence.items() if k != "directional_accuracy"
+        }
+        mlflow.log_metrics({**holdout_metrics, **persistence_metrics})  # the run's table, as before
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "loss_curve.png").write_bytes(curve)
             mlflow.log_artifact(str(Path(tmp) / "loss_curve.png"))
         example = cut_windows(scaled_sets["scaled_features"], holdout[:2], seq)
-        ref = model_registry.log_model(result.model, preprocessing, example, partition, context.run_id)
-        model_registry.client().set_registered_model_alias(model_registry.model_name, CHALLENGER, ref.version)
+        # The holdout scores also go against the logged model itself (its model_id).
+        ref = model_registry.log_model(
+            result.model,
+            preprocessing,
+            example,
+            partition,
+            context.run_id,
+            metrics={**holdout_metrics, **persistence_metrics},
+        )
+        model_registry.set_alias(CHALLENGER, ref.version)
 
     context.add_output_metadata(
         {
@@ -265,22 +275,18 @@ def fit_candidate(context, config, scaled_sets: dict, scalers: dict, best_params
             "loss_curve": markdown_image(curve, "loss curve"),
         }
     )
-    return {
-        "name": model_registry.model_name,
-        "version": ref.version,
-        "tickers": preprocessing["tickers"],
-        "run_id": run_id,
-        "model_uri": ref.uri,
-        "partition": partition,
-        "params": params,
-        "shrinkage": shrinkage,
-        "holdout": metrics,
-        "persistence": persistence,
-        "best_epoch": result.best_epoch,
-    }
+    return CandidateModel(
+        ref=ref,
+        tickers=preprocessing.tickers,
+        params=params,
+        shrinkage=shrinkage,
+        holdout=metrics,
+        persistence=persistence,
+        best_epoch=result.best_epoch,
+    )
 
 
-def promote_candidate(context, candidate_model: dict, model_registry):
+def promote_candidate(context, candidate_model: CandidateModel, model_registry):
     """Move `champion` to the candidate if, and only if, the latest gate evaluation passed for it.
 
     A rejection by the gate is a normal outcome: nothing is materialized and the run succeeds, unless
@@ -291,45 +297,29 @@ def promote_candidate(context, candidate_model: dict, model_registry):
     key = AssetCheckKey(context.asset_key_for_input("candidate_model"), "promotion_gate")
     record = context.instance.get_latest_asset_check_evaluation_record(key)
     evaluation = record.event.asset_check_evaluation if record and record.event else None
-    meta = {k: v.value for k, v in (evaluation.metadata.items() if evaluation else [])}
-    same_candidate = meta.get("partition") == partition and meta.get("candidate_version") == candidate_model["version"]
-    if not (evaluation and same_candidate):
+    entries = evaluation.metadata if evaluation else {}
+    gate = GateMetadata.from_metadata(entries) if GateMetadata.present(entries) else None
+    if not (gate and gate.partition == partition and gate.candidate_version == candidate_model.version):
         raise Failure(
-            description=f"promotion refused: no promotion_gate evaluation of candidate v{candidate_model['version']} "
+            description=f"promotion refused: no promotion_gate evaluation of candidate v{candidate_model.version} "
             f"for {partition}. Run retraining_job for {partition} so the gate evaluates it."
         )
-    context.log.info(f"candidate v{candidate_model['version']} {meta.get('verdict', 'rejected')}")
+    context.log.info(f"candidate v{candidate_model.version} {gate.verdict}")
     previous = model_registry.champion_as_of(partition)
     if evaluation.passed:
-        entry = model_registry.promote(candidate_model["version"], partition, context.run_id)
-        champion = ModelRef(
-            candidate_model["name"],
-            candidate_model["version"],
-            candidate_model["run_id"],
-            partition,
-            candidate_model["params"]["architecture"],
-        )
-    elif meta.get("fallback_to_persistence"):
-        champion = fall_back_to_persistence(context, partition, candidate_model["tickers"], model_registry)
-        entry = model_registry.promotions()[-1]
+        promotion = model_registry.promote(candidate_model.version, partition, context.run_id)
+    elif gate.fallback_to_persistence:
+        promotion = fall_back_to_persistence(context, partition, list(candidate_model.tickers), model_registry)
     else:
         return
+    champion = promotion.ref(model_registry.model_name)
     context.add_output_metadata(
         {
             "champion": champion.label,
             "replaced": previous.label if previous else "none (first champion)",
-            "gate": meta.get("verdict", ""),
+            "gate": gate.verdict,
             "fallback_to_persistence": not evaluation.passed,
-            "promotion_history": MetadataValue.json(model_registry.promotions()),
+            "promotion_history": MetadataValue.json([p.to_dict() for p in model_registry.promotions()]),
         }
     )
-    yield Output(
-        {
-            "name": champion.name,
-            "version": champion.version,
-            "run_id": champion.run_id,
-            "replaced_version": previous.version if previous else None,
-            "partition": partition,
-            **entry,
-        }
-    )
+    yield Output(ProductionModel(champion, promotion, previous.version if previous else None))

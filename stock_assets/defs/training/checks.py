@@ -11,13 +11,14 @@ from dagster import (
     asset_check,
 )
 
+from stock_assets.lib.contracts import CandidateModel, GateMetadata
 from stock_assets.resources.io_managers import ObjectIOManager
-from stock_assets.resources.model_registry import ModelRef, ModelRegistryResource
+from stock_assets.resources.model_registry import ModelRegistryResource
 from stock_assets.resources.policies import PromotionPolicyResource
 
 
-def _candidate(model_registry: ModelRegistryResource, candidate: dict):
-    return model_registry.load(ModelRef(candidate["name"], candidate["version"], candidate["run_id"]))
+def _candidate(model_registry: ModelRegistryResource, candidate: CandidateModel):
+    return model_registry.load(candidate.ref)
 
 
 def judge_candidate(
@@ -59,10 +60,14 @@ def judge_candidate(
         severity=AssetCheckSeverity.WARN,
         description=gate.verdict,
         metadata={
-            "partition": partition,
-            "candidate_version": candidate_model["version"],
+            **GateMetadata(
+                partition=partition,
+                candidate_version=candidate_model.version,
+                verdict=gate.verdict,
+                p_value=gate.p_value,
+                fallback_to_persistence=fallback,
+            ).to_metadata(),
             "champion": champion_note,
-            "verdict": gate.verdict,
             "summary": gate.verdict,
             "comparison": MetadataValue.md(table),
             "holdout_sessions": f"{dates[holdout[0] + 1]}..{dates[holdout[-1] + 1]}",
@@ -70,10 +75,8 @@ def judge_candidate(
             "champion_mae": gate.champion_mae,
             "persistence_mae": gate.persistence_mae,
             "dm_statistic": gate.dm_statistic,
-            "p_value": gate.p_value,
             "alpha": promotion_policy.alpha,
             "n_sessions": gate.n_sessions,
-            "fallback_to_persistence": fallback,
         },
     )
 

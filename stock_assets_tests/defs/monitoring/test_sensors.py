@@ -4,6 +4,7 @@ champion's age, cooldowns and run keys."""
 from dagster import AssetMaterialization, build_sensor_context
 
 from stock_assets.defs.monitoring.sensors import judge
+from stock_assets.lib.contracts import MonitorMetadata
 from stock_assets.resources.policies import MonitoringPolicyResource
 from stock_assets_tests.conftest import TEST_SETTINGS
 
@@ -11,19 +12,24 @@ COOLDOWN = TEST_SETTINGS.monitoring.cooldown_sessions  # 3
 MAX_AGE = TEST_SETTINGS.monitoring.max_champion_age_sessions  # 40
 
 
-def report_log(instance, day, statistic=1.0, fired=False, age=5, **extra):
-    meta = {
-        "rolling_samples": 20,
-        "rolling_mape": 0.02,
-        "rolling_direction_accuracy": 0.5,
-        "champion_version": "1",
-        "champion_age_sessions": age,
-        "detector_statistic": statistic,
-        "detector_threshold": 9.0,
-        "detector_fired": fired,
-        "detector_reason": f"CUSUM {statistic:.2f} > 9 after 30 sessions: champion MAE 1.12 x persistence",
-        **extra,
-    }
+def monitor(statistic=1.0, fired=False, age=5, **rolling) -> MonitorMetadata:
+    """What performance_log writes for a session, through the contract the sensor reads."""
+    return MonitorMetadata(
+        champion_version="1",
+        champion_kind="lstm",
+        champion_promoted_for="2006-01-03",
+        champion_age_sessions=age,
+        champion_mae_ratio=1.12,
+        detector_statistic=statistic,
+        detector_threshold=9.0,
+        detector_fired=fired,
+        detector_reason=f"CUSUM {statistic:.2f} > 9 after 30 sessions: champion MAE 1.12 x persistence",
+        **{"rolling_samples": 20, "rolling_mape": 0.02, "rolling_direction_accuracy": 0.5, **rolling},
+    )
+
+
+def report_log(instance, day, statistic=1.0, fired=False, age=5):
+    meta = monitor(statistic, fired, age).to_metadata()
     instance.report_runless_asset_event(AssetMaterialization("performance_log", partition=day, metadata=meta))
 
 
@@ -83,17 +89,8 @@ def test_cooldown_counts_retraining_runs_already_in_the_instance(defs, instance)
 
 
 def test_absolute_guards_are_off_by_default_and_work_when_set():
-    meta = {
-        "rolling_samples": 40,
-        "rolling_mape": 0.5,
-        "rolling_direction_accuracy": 0.1,
-        "champion_version": "1",
-        "champion_age_sessions": 3,
-        "detector_statistic": 0.0,
-        "detector_threshold": 9.0,
-        "detector_fired": False,
-    }
+    meta = monitor(0.0, age=3, rolling_samples=40, rolling_mape=0.5, rolling_direction_accuracy=0.1)
     assert judge(meta, "2006-03-01", MonitoringPolicyResource(), set())[0] is None
     guarded = MonitoringPolicyResource(direction_accuracy_min=0.53, min_samples=20)
     assert judge(meta, "2006-03-01", guarded, set())[0] == "rolling directional accuracy 0.100 < 0.53"
-    assert judge({"rows": 0}, "2006-03-01", guarded, set()) == (None, "nothing scored")
+    assert judge(None, "2006-03-01", guarded, set()) == (None, "nothing scored")

@@ -9,9 +9,9 @@ from stock_assets.defs import build_definitions
 from stock_assets.lib import trading_calendar
 from stock_assets.replay import run_retraining
 from stock_assets.resources.warehouse import get_warehouse
+from stock_assets.run_config import QUIET
 
 D1 = "2006-02-22"  # first champion trained here
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 @pytest.fixture

@@ -2,15 +2,16 @@
 Optuna (SQLite), torch. Tiny budgets from conftest."""
 
 import json
+from pathlib import Path
 
 import pytest
 from dagster import AssetKey
 
 from stock_assets.defs import build_definitions
+from stock_assets.run_config import QUIET
 
 D1 = "2006-02-22"
 D2 = "2006-03-22"
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def retrain(defs, instance, partition, resources=None, selection=None):
@@ -76,19 +77,25 @@ def test_retraining_tracks_everything_and_the_gate_judges_the_first_candidate(de
     assert not [r for r in client.search_runs([registry.experiment_id()]) if r.info.status == "RUNNING"]
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"preprocessing.json", "loss_curve.png"} <= artifacts
-    with open(client.download_artifacts(run.info.run_id, "preprocessing.json")) as fh:
-        preprocessing = json.load(fh)
+    assert "loss_curve.png" in artifacts and "preprocessing.json" not in artifacts  # it lives with the model
+    import mlflow
+
+    challenger = registry.alias("challenger")
+    model_files = Path(mlflow.artifacts.download_artifacts(artifact_uri=challenger.uri))
+    preprocessing = json.loads((model_files / "extra_files" / "preprocessing.json").read_text())
     assert preprocessing["tickers"] == ["AAPL", "MSFT", "IBM", "GOOG"]
     assert preprocessing["trained_through"] == D1 and preprocessing["sequence_length"] in (5, 10)
     assert preprocessing["shrinkage"] == pytest.approx(run.data.metrics["shrinkage"])
+    # The holdout scores are logged against the model itself, not only the run.
+    logged = mlflow.get_logged_model(client.get_model_version("stock_lstm", challenger.version).model_id)
+    assert {m.key for m in logged.metrics} >= {"holdout_mae", "persistence_mae"}
 
     # The registered model loads with pickle deserialization disabled (conftest sets it) and predicts.
     import numpy as np
     import torch
 
     model, pre = registry.load(registry.alias("challenger"))
-    x = np.zeros((3, pre["sequence_length"], 4, len(pre["feature_columns"])), dtype="float32")
+    x = np.zeros((3, pre.sequence_length, 4, len(pre.feature_columns)), dtype="float32")
     assert tuple(model(torch.from_numpy(x)).shape) == (3, 4)
 
     best = defs.resources["object_io_manager"].read("best_params", D1)
@@ -136,7 +143,7 @@ def test_champion_as_of_any_date_across_two_promotions(defs, registry, instance)
     assert registry.champion_as_of("2006-03-21").version == "1"
     assert registry.champion_as_of(D2).version == candidate
     assert registry.champion_as_of("2013-01-02").version == candidate
-    history = [(p["version"], p["partition"]) for p in registry.promotions()]
+    history = [(p.version, p.partition) for p in registry.promotions()]
     assert history[0] == ("1", D1) and history[-1] == (candidate, D2)
     assert {partition for _, partition in history[1:]} == {D2}
 

@@ -74,7 +74,9 @@ def _trivial_assets():
     """Dagster alone: two trivial single-run assets (one feeding the other) and their null IO manager."""
     from dagster import AssetIn, BackfillPolicy, IOManager, asset
 
-    from stock_assets.definitions import settings
+    from stock_assets.settings import load_settings
+
+    settings = load_settings()
     from stock_assets.partitions import build_trading_day_partitions
 
     trading_day_partitions = build_trading_day_partitions(settings.start_date)
@@ -136,7 +138,9 @@ def scenario_floor_per_partition(home: Path, n: int, runs: int) -> dict:
 def scenario_single_run(home: Path, n: int) -> dict:
     """raw_prices + processed_features (+ checks) over n partitions in one run."""
     os.environ["STOCK_ASSETS_HOME"] = str(home)
-    from stock_assets.definitions import defs
+    from stock_assets.definitions import defs as load_defs
+
+    defs = load_defs()
 
     keys = _keys(n)
     instance = _instance(home)
@@ -153,7 +157,9 @@ def scenario_single_run(home: Path, n: int) -> dict:
 def scenario_per_partition(home: Path, n: int, runs: int) -> dict:
     """One run per partition for the last `runs` of the n sessions (history already stored)."""
     os.environ["STOCK_ASSETS_HOME"] = str(home)
-    from stock_assets.definitions import defs
+    from stock_assets.definitions import defs as load_defs
+
+    defs = load_defs()
 
     job = defs.resolve_job_def("price_history_job")
     instance = _instance(home)

@@ -43,7 +43,11 @@ def main() -> None:
 
     from dagster import DagsterInstance
 
-    from stock_assets.definitions import defs, settings
+    from stock_assets.defs import build_definitions
+    from stock_assets.settings import load_settings
+
+    settings = load_settings()
+    defs = build_definitions(settings)
     from stock_assets.lib import trading_calendar
     from stock_assets.run_config import QUIET
 

@@ -69,7 +69,11 @@ def main(argv=None, **defaults) -> None:
         warnings.filterwarnings("ignore")
     from dagster import DagsterInstance
 
-    from stock_assets.definitions import defs, settings
+    from stock_assets.defs import build_definitions
+    from stock_assets.settings import load_settings
+
+    settings = load_settings()
+    defs = build_definitions(settings)
     from stock_assets.lib import trading_calendar
     from stock_assets.lib.scoring import walk_forward_summary
     from stock_assets.partitions import session_keys

@@ -1,7 +1,18 @@
-"""The code location: the definitions built from the settings of this process."""
+"""The code location, loaded lazily: importing this module reads no settings, creates no folder and
+installs no warning filter; Dagster calls `defs()` when it loads the code location
+(docs/architecture.md, "Loading the code location")."""
 
-from stock_assets.defs import build_definitions
-from stock_assets.settings import load_settings
+from pathlib import Path
 
-settings = load_settings()
-defs = build_definitions(settings)
+import dagster as dg
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The project's definitions wired to this process's settings, plus whatever `dg scaffold defs`
+    put in `stock_assets/components/`."""
+    from stock_assets.defs import build_definitions
+    from stock_assets.settings import load_settings
+
+    scaffolded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    return dg.Definitions.merge(build_definitions(load_settings()), scaffolded)

@@ -2,6 +2,7 @@
 program it logged, never unpickles whatever MLFLOW_ALLOW_PICKLE_DESERIALIZATION says, and a
 missing or corrupt artifact is an error naming the model, the version and what to run."""
 
+import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -184,3 +185,37 @@ def test_the_experiment_opens_in_the_model_training_view_and_registration_is_qui
     experiment = registry.client().get_experiment(registry.experiment_id())
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert "Successfully registered" not in capfd.readouterr().err
+
+
+def test_promotions_are_append_only_tags_and_legacy_histories_are_still_read(registry, champion):
+    """Each promotion is its own version tag: a second promotion never rewrites the first (no
+    read-modify-write), and a home made by an earlier release (one JSON list tag) keeps its history."""
+    registry.promote("1", "2010-03-01", "run-a")
+    registry.promote("1", "2010-03-01", "run-b")  # a re-run for the same session: both are recorded
+    client = registry.client()
+    tags = client.get_model_version("stock_lstm", "1").tags
+    assert sorted(k for k in tags if k.startswith("promotion/")) == [
+        "promotion/2010-01-04/run-2010-01-04",
+        "promotion/2010-03-01/run-a",
+        "promotion/2010-03-01/run-b",
+    ]
+    legacy = [{"partition": "2009-12-01", "promoted_at": "2009-12-01T23:00:00+00:00", "dagster_run_id": "old"}]
+    client.set_model_version_tag("stock_lstm", "2", "promotion_history", json.dumps(legacy))
+    history = [(p.version, p.partition, p.dagster_run_id) for p in registry.promotions()]
+    assert history == [
+        ("2", "2009-12-01", "old"),
+        ("1", "2010-01-04", "run-2010-01-04"),
+        ("2", "2010-02-01", "run-2010-02-01"),
+        ("1", "2010-03-01", "run-a"),
+        ("1", "2010-03-01", "run-b"),
+    ]
+    assert registry.champion_as_of("2010-03-02").version == "1" and registry.alias("champion").version == "1"
+
+
+def test_a_logged_model_alone_serves(registry, champion):
+    """`models:/<name>/<version>` holds the preprocessing: nothing is read from the run's artifacts."""
+    root = model_dir(registry, champion)
+    assert (root / "extra_files" / "preprocessing.json").is_file()
+    assert "preprocessing.json" not in {a.path for a in registry.client().list_artifacts(champion.run_id)}
+    requirements = (root / "requirements.txt").read_text()
+    assert "torch==2.13.0" in requirements and "numpy==" in requirements

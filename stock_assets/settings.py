@@ -2,10 +2,12 @@
 
 `load_settings()` is called once, by `stock_assets/definitions.py` (and by scripts, which are
 entry points of their own); everything else receives the validated `Settings` object. Validation
-happens when the code location loads, so a bad value fails fast with the key name and the allowed
-range instead of surfacing mid-run; so does a `home` that cannot be written. URLs that may hold a
-password come from the environment only, and the settings remember which variable each came from
-(`Settings.env_var_for`), so resources receive the variable's name, not the secret.
+happens when the code location loads, so a bad value fails fast with the key name, the allowed
+range and where the value came from instead of surfacing mid-run; so does a `home` that cannot be
+written. URLs that may hold a password come from the environment only, and the settings remember
+which variable each came from (`Settings.env_var_for`), so resources receive the variable's name,
+not the secret. pydantic-settings does the reading (environment over file over defaults,
+`STOCK_ASSETS_TRAINING__N_TRIALS` for nested keys); docs/decisions.md, "Settings and policies".
 """
 
 from __future__ import annotations
@@ -14,13 +16,24 @@ import datetime as dt
 import os
 import re
 import tempfile
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+from pydantic_settings import SettingsError as SourceError
 
+from stock_assets.lib.redaction import has_password, masked_url
+from stock_assets.lib.study import ARCHITECTURE_NAMES
 from stock_assets.lib.trading_calendar import EARLIEST_SESSION
 
 ENV_PREFIX = "STOCK_ASSETS_"
@@ -28,9 +41,7 @@ SAMPLE_LAST_SESSION = dt.date(2013, 3, 1)  # the bundled sample's last session (
 MAX_TICKERS = 500  # baskets up to 500 tickers are benchmarked (benchmarks/scale.py)
 SETTINGS_FILE_ENV = "STOCK_ASSETS_SETTINGS_FILE"
 DEFAULT_SETTINGS_FILE = Path(__file__).with_name("settings.yaml")
-# The names of lib/models.py's ARCHITECTURES, here so settings validate without importing torch
-# (a test keeps the two equal).
-ARCHITECTURE_NAMES = ("lstm", "lstm_attention", "ticker_attention", "pooled_lstm")
+__all__ = ["ARCHITECTURE_NAMES", "Settings", "SettingsError", "load_settings"]  # ARCHITECTURE_NAMES: lib/study.py
 _TICKER = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^]{0,14}$")
 # Settings that may carry a password: read from the environment only, and handed to resources as
 # the variable's name (docs/decisions.md, "Settings and policies"). MLflow's own MLFLOW_TRACKING_URI
@@ -78,7 +89,9 @@ class TrainingSettings(_Section):
     max_epochs: int = Field(25, ge=1, le=1000)
     patience: int = Field(4, ge=1, le=100)
     seed: int = Field(7, ge=0)
-    sequence_lengths: tuple[int, ...] = Field((10, 20), min_length=1, description="searched window lengths")
+    sequence_lengths: Annotated[tuple[int, ...], NoDecode] = Field(
+        (10, 20), min_length=1, description="searched window lengths"
+    )
     gate_alpha: float = Field(0.10, gt=0, lt=1, description="gate: one-sided Diebold-Mariano significance level")
 
     @field_validator("sequence_lengths", mode="before")
@@ -94,8 +107,15 @@ class TrainingSettings(_Section):
         return tuple(sorted(set(value)))
 
 
-class Settings(_Section):
-    tickers: tuple[str, ...] = ("AAPL", "MSFT", "IBM", "GOOG")
+class Settings(BaseSettings):
+    """Every setting with its default and bounds. Built in code (`Settings(...)`, tests and scripts)
+    it holds what it is given; `load_settings()` adds the environment and the settings file."""
+
+    # Comma lists (STOCK_ASSETS_TICKERS=AAPL,MSFT) are split by the validators: NoDecode keeps
+    # pydantic-settings from reading them as JSON.
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix=ENV_PREFIX, env_nested_delimiter="__")
+
+    tickers: Annotated[tuple[str, ...], NoDecode] = ("AAPL", "MSFT", "IBM", "GOOG")
     source: Literal["sample", "csv", "yfinance"] = "sample"
     csv_path: Path | None = None
     start_date: dt.date = dt.date(2004, 8, 19)
@@ -122,6 +142,16 @@ class Settings(_Section):
     monitoring: MonitoringSettings = MonitoringSettings()
     # {setting: (environment variable, value read from it)}, filled by load_settings().
     _env_sources: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, *_: Any, **__: Any
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the settings file; only arguments outside load_settings."""
+        loading = _LOADING.get()
+        if loading is None:
+            return (init_settings,)
+        return (init_settings, *loading.sources(settings_cls))
 
     @field_validator("tickers", mode="before")
     @classmethod
@@ -199,20 +229,94 @@ class Settings(_Section):
         return (self.home / "mlartifacts").resolve().as_uri()
 
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """STOCK_ASSETS_MONITORING__MAPE_MAX=0.1 -> {"monitoring": {"mape_max": "0.1"}}."""
-    out: dict[str, Any] = {}
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == SETTINGS_FILE_ENV:
+class _EnvironSource(EnvSettingsSource):
+    """pydantic-settings' environment source on the mapping given to `load_settings` (default
+    `os.environ`). MLflow's own MLFLOW_TRACKING_URI stands in for STOCK_ASSETS_MLFLOW_TRACKING_URI
+    when that is unset. An unknown STOCK_ASSETS_ variable is kept, so that validation refuses it as
+    an unknown key (a typo fails at load time instead of being ignored)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self.environ = {name: value for name, value in environ.items() if name != SETTINGS_FILE_ENV}
+        for names in SECRET_SETTINGS.values():
+            fallback = next((name for name in names[1:] if name in environ), None)
+            if names[0] not in environ and fallback:
+                self.environ[names[0]] = environ[fallback]
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self.environ.items()}
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        for name, value in self.environ.items():
+            key = name[len(ENV_PREFIX) :].lower().split("__")[0] if name.startswith(ENV_PREFIX) else None
+            if key and key not in self.settings_cls.model_fields:
+                values[key] = value
+        return values
+
+
+class _SettingsFile(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source, refusing a file that is not a mapping of keys."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        raw = super()._read_file(file_path)
+        if not isinstance(raw, dict):
+            raise SettingsError(f"settings file {file_path} must hold a mapping of keys, got {type(raw).__name__}")
+        return raw
+
+
+class _Loading:
+    """The sources of the `load_settings` call in progress (read by `Settings.settings_customise_sources`)."""
+
+    def __init__(self, path: Path, environ: dict[str, str]):
+        self.path, self.environ = path, environ
+        self.env, self.file = _EnvironSource(Settings, environ), _SettingsFile(Settings, yaml_file=path)
+
+    def sources(self, settings_cls: type[BaseSettings]) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (self.env, self.file)
+
+    def origin(self, loc: tuple) -> str:
+        """Where the value at `loc` came from: which environment variable, else the file."""
+        keys = [part for part in loc if isinstance(part, str)]
+        name = ENV_PREFIX + "__".join(keys).upper()
+        if len(keys) == 1 and keys[0] in SECRET_SETTINGS:
+            name = next((n for n in SECRET_SETTINGS[keys[0]] if n in self.environ), name)
+        if _holds(self.env(), keys):
+            return f"from env {name}"
+        return f"from file {self.path}" if _holds(self.file(), keys) else f"file {self.path} or env {name}"
+
+
+_LOADING: ContextVar[_Loading | None] = ContextVar("stock_assets_settings_loading", default=None)
+
+
+def _holds(tree: Any, keys: list[str]) -> bool:
+    for key in keys:
+        if not isinstance(tree, dict) or key not in tree:
+            return False
+        tree = tree[key]
+    return True
+
+
+def _shown(value: Any) -> Any:
+    """`value` for an error message: URLs masked (lib/redaction.py), mappings never spelled out."""
+    if isinstance(value, str):
+        return masked_url(value)
+    if isinstance(value, list | tuple):
+        return [_shown(item) for item in value]
+    return "{...}" if isinstance(value, Mapping) else value
+
+
+def _describe(exc: ValidationError, loading: _Loading) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        msg = masked_url(err["msg"])
+        if not err["loc"]:  # a rule across keys: the input is the whole settings mapping, never shown
+            lines.append(f"  {key}: {msg} (settings file {loading.path} or {ENV_PREFIX}* variables)")
             continue
-        path = name[len(ENV_PREFIX) :].lower().split("__")
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-    if "MLFLOW_TRACKING_URI" in environ and "mlflow_tracking_uri" not in out:
-        out["mlflow_tracking_uri"] = environ["MLFLOW_TRACKING_URI"]
-    return out
+        got = "" if isinstance(err.get("input"), Mapping) else f"got {_shown(err.get('input'))!r}; "
+        lines.append(f"  {key}: {msg} ({got}{loading.origin(err['loc'])})")
+    return "invalid stock_assets settings:\n" + "\n".join(lines)
 
 
 def _env_sources(environ: dict[str, str]) -> dict[str, tuple[str, str]]:
@@ -223,13 +327,6 @@ def _env_sources(environ: dict[str, str]) -> dict[str, tuple[str, str]]:
         if name is not None:
             sources[key] = (name, environ[name])
     return sources
-
-
-def _has_password(url: Any) -> bool:
-    try:
-        return bool(urlsplit(str(url)).password)
-    except ValueError:
-        return False
 
 
 def _check_home(home: Path, path: Path, environ: dict[str, str]) -> None:
@@ -248,41 +345,37 @@ def _check_home(home: Path, path: Path, environ: dict[str, str]) -> None:
         ) from None
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Read the settings file (``$STOCK_ASSETS_SETTINGS_FILE`` or the packaged default) and env overrides."""
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, overridden by the settings file (`path`, else ``$STOCK_ASSETS_SETTINGS_FILE``, else
+    the packaged default), overridden by the environment (`environ`, default ``os.environ``)."""
     environ = dict(os.environ if environ is None else environ)
     path = Path(path or environ.get(SETTINGS_FILE_ENV) or DEFAULT_SETTINGS_FILE)
     if not path.is_file():
         raise SettingsError(f"settings file {path} does not exist (set {SETTINGS_FILE_ENV} to a YAML file)")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise SettingsError(f"settings file {path} must hold a mapping of keys, got {type(raw).__name__}")
-    in_file = [key for key in SECRET_SETTINGS if _has_password(raw.get(key))]
+    try:
+        loading = _Loading(path, environ)
+        in_file = [key for key in SECRET_SETTINGS if has_password(loading.file().get(key))]
+        loading.env()
+    except SourceError as exc:  # a JSON-valued variable (accepted_moves) that is not JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        key = field.group(1) if field else "(settings)"
+        raise SettingsError(
+            f'invalid stock_assets settings:\n  {key}: not valid JSON, e.g. [["AAPL", "2005-02-28"]] '
+            f"(from env {ENV_PREFIX}{key.upper()})"
+        ) from None
     if in_file:
         raise SettingsError(
             f"settings file {path}: {in_file} hold a password; remove them from the file and set "
             + ", ".join(SECRET_SETTINGS[key][0] for key in in_file)
             + " in the environment instead (secrets never go in the settings file)"
         )
+    token = _LOADING.set(loading)
     try:
-        settings = Settings.model_validate(_merge(raw, _env_overrides(environ)))
+        settings = Settings()
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(settings)"
-            env = ENV_PREFIX + "__".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
-            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r}; file {path} or env {env})")
-        raise SettingsError("invalid stock_assets settings:\n" + "\n".join(lines)) from None
+        raise SettingsError(_describe(exc, loading)) from None
+    finally:
+        _LOADING.reset(token)
     _check_home(settings.home, path, environ)
     settings._env_sources = _env_sources(environ)
     return settings

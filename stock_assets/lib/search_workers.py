@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stock_assets.lib.search import (
+from stock_assets.lib.study import (
     FINGERPRINT_ATTR,
     SEARCHED_ARRAYS,
     SearchBudget,
@@ -63,8 +64,14 @@ def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
 
 
 def usable_cores() -> int:
-    """CPUs this process may use: its affinity, capped by a container's CPU quota."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """CPUs this process may use: its affinity (`os.process_cpu_count`, Python 3.13+), capped by a
+    container's CPU quota."""
+    if hasattr(os, "process_cpu_count"):
+        cores = os.process_cpu_count() or 1
+    elif hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
     limit = cgroup_cpu_limit()
     return max(1, min(cores, int(limit))) if limit else cores
 
@@ -105,8 +112,10 @@ def run_workers(
     with one seed every TPE sampler would propose the same parameters), runs its share of the
     trials (`trial_shares`: the total is exact) within `budget.timeout_seconds`, and trains with
     its share of the cores. The arrays reach the workers as an .npz file, read back without
-    pickle. When a worker fails the others are stopped, their unfinished trials marked failed,
-    the finished ones still reported to `on_trial`, and a RuntimeError carries the worker's error."""
+    pickle. When a worker fails the others are stopped (SIGTERM: each marks its running trial
+    failed, `worker_main`), the finished trials are still reported to `on_trial`, and a
+    RuntimeError carries the worker's error. A worker that had to be killed leaves its trial to
+    the heartbeat: the next run fails and retries it (`study.open_storage`)."""
     shares = trial_shares(remaining, workers)
     threads = max(1, usable_cores() // len(shares))
     before = len(study.trials)
@@ -152,7 +161,6 @@ def run_workers(
                 except subprocess.TimeoutExpired:
                     worker.process.kill()
                     worker.process.wait()
-            _fail_abandoned_trials(storage_url, study, {w.process.pid for w in running})
     if on_trial:
         for trial in sorted(study.trials[before:], key=lambda t: t.number):
             if trial.state.is_finished():
@@ -165,24 +173,6 @@ def run_workers(
         )
 
 
-def _fail_abandoned_trials(storage_url: str, study, pids: set[int]) -> None:
-    """Trials our stopped workers left RUNNING would stay so forever: mark them failed."""
-    import optuna
-
-    abandoned = [
-        trial
-        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        if trial.user_attrs.get(WORKER_PID_ATTR) in pids
-    ]
-    if not abandoned:
-        return
-    storage = open_storage(storage_url)
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for trial in abandoned:
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
-
-
 def _space_and_budget(study, n_trials: int, timeout: float, seed: int) -> tuple[SearchSpace, SearchBudget]:
     """The search a study records (`open_study`'s "search" user attribute)."""
     described = study.user_attrs.get("search")
@@ -191,6 +181,11 @@ def _space_and_budget(study, n_trials: int, timeout: float, seed: int) -> tuple[
     space = SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in described["space"].items()})
     budget = SearchBudget(n_trials, timeout, described["max_epochs"], described["patience"], seed)
     return space, budget
+
+
+def _interrupt(signum, frame):
+    """SIGTERM as KeyboardInterrupt, which Optuna catches to mark the running trial FAIL."""
+    raise KeyboardInterrupt(f"search worker stopped by signal {signum}")
 
 
 def worker_main(argv: list[str] | None = None) -> int:
@@ -205,6 +200,8 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage-env", default="STOCK_ASSETS_OPTUNA_STORAGE", help="variable holding the URL")
     parser.add_argument("--error-file", default=None, help="where to write the error message on failure")
     args = parser.parse_args(argv)
+    if argv is None:  # the worker process (not a call in a test): stopping it fails its running trial
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         import optuna
         import torch

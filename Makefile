@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets
 export DAGSTER_HOME ?= $(STOCK_ASSETS_HOME)/dagster_home
 
-.PHONY: install demo test lint format ui mlflow-ui benchmark clean
+.PHONY: install demo test lint format ui mlflow-ui benchmark clean deploy-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -45,6 +45,10 @@ mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 against the demo's tra
 
 benchmark: install  ## prints the benchmark tables (takes several minutes)
 	$(PY) benchmarks/backfill.py
+
+# No .venv: plain bash + python3. Starts its own dockerd when no engine answers (root); see docker/README.md.
+deploy-check:  ## the Docker deployment end to end: build, compose up, runs in containers, restart, secrets
+	bash docker/deploy_check.sh
 
 clean:
 	rm -rf $(STOCK_ASSETS_HOME)

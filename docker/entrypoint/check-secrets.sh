@@ -5,6 +5,12 @@
 #
 # Checked when set: the *_PASSWORD variables below and the password inside the database URLs.
 # Values are never printed.
+#
+# Then, when APP_DB_PASSWORD holds characters that are not URL-safe (@ : / % ? # ...), replaces the
+# raw password inside the database URLs (":<raw>@") by its percent-encoding: compose substitutes the
+# raw value and cannot encode it. Needs python3 (the app image has it); URL-safe passwords (letters,
+# digits, - . _ ~) are left as they are. Containers started by the DockerRunLauncher inherit the
+# encoded URLs from the daemon.
 set -eu
 
 PASSWORD_VARS="POSTGRES_PASSWORD APP_DB_PASSWORD DAGSTER_PG_PASSWORD"
@@ -46,5 +52,22 @@ if [ -n "$refused" ]; then
        "recreate the containers; not starting." >&2
   exit 64
 fi
+
+case "${APP_DB_PASSWORD:-}" in
+  *[!A-Za-z0-9._~-]*)
+    if command -v python3 >/dev/null 2>&1; then
+      encoded=$(URL_VARS="$URL_VARS" python3 -E -S -c '
+import os, shlex, urllib.parse
+raw = os.environ["APP_DB_PASSWORD"]
+for name in os.environ["URL_VARS"].split():
+    value = os.environ.get(name)
+    if value and ":" + raw + "@" in value:
+        value = value.replace(":" + raw + "@", ":" + urllib.parse.quote(raw, safe="") + "@", 1)
+        print("export " + name + "=" + shlex.quote(value))
+')
+      eval "$encoded"
+    fi
+    ;;
+esac
 
 exec "$@"

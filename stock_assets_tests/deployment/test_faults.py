@@ -22,7 +22,8 @@ from stock_assets.defs.ingestion.config import build_raw_prices_config
 from stock_assets.partitions import session_keys
 from stock_assets.resources import build_resources
 from stock_assets.resources.warehouse import get_warehouse
-from stock_assets_tests.deployment.conftest import QUIET, REPO_ROOT, error_text, free_port, seed_history, wait_for
+from stock_assets.run_config import QUIET
+from stock_assets_tests.deployment.conftest import REPO_ROOT, error_text, free_port, seed_history, wait_for
 from stock_assets_tests.helpers import assets_of, range_tags
 
 FIRST, LAST = "2006-02-01", "2006-02-14"  # 10 sessions, 40 rows

@@ -8,8 +8,9 @@ from mlflow import MlflowClient
 
 from stock_assets.lib import trading_calendar
 from stock_assets.lib.contracts import MonitorMetadata
+from stock_assets.run_config import QUIET
 from stock_assets_tests.conftest import TEST_SETTINGS
-from stock_assets_tests.deployment.conftest import QUIET, seed_history
+from stock_assets_tests.deployment.conftest import seed_history
 from stock_assets_tests.helpers import range_tags
 
 pytestmark = pytest.mark.postgres

@@ -274,6 +274,14 @@ class MonitorMetadata(MetadataContract):
     rolling_samples: int = 0
     rolling_mape: float | None = None
     rolling_direction_accuracy: float | None = None
+    # Forecasts are distributions (issue 19); defaults so that older materializations still read.
+    champion_pinball_ratio: float | None = None  # champion / baseline mean pinball loss since promotion
+    rolling_coverage_90: float | None = None  # observed coverage of the served 90% interval, rolling window
+    champion_coverage_90: float | None = None  # the same over the champion's tenure
+    champion_covered_rows: int = 0  # scored rows behind champion_coverage_90
+    coverage_p_value: float | None = None  # one-sided binomial p of "misses <= 10%" over the tenure
+    coverage_alarm: bool = False  # the served 90% interval misses significantly more than 10%
+    coverage_reason: str = ""
 
 
 CONTRACTS: dict[str, type[Contract]] = {

@@ -1,6 +1,8 @@
-"""`retraining_sensor`: every new performance_log materialization is judged; a champion that is
-significantly worse than persistence since its promotion, or older than the age limit, requests
-retraining_job for that session (once per session, never inside the cooldown).
+"""`retraining_sensor`: every new performance_log materialization is judged; a champion whose
+forecast distribution is significantly worse than the persistence-EWMA baseline's since its
+promotion (CUSUM on the pinball differential), whose served 90% interval misses significantly more
+than 10% of the time (coverage alarm), or that is older than the age limit requests retraining_job
+for that session (once per session, never inside the cooldown).
 See docs/decisions.md, "Degradation detector"."""
 
 from dagster import (
@@ -47,8 +49,18 @@ def judge(
         f"CUSUM {monitor.detector_statistic:.2f} vs threshold {monitor.detector_threshold:g}, "
         f"champion v{monitor.champion_version} age {age} vs {max_age} sessions"
     )
-    if monitor.detector_fired:
-        return str(monitor.detector_reason), measured
+    if monitor.coverage_p_value is not None and monitor.champion_coverage_90 is not None:
+        measured += (
+            f", 90% coverage {monitor.champion_coverage_90:.3f} over {monitor.champion_covered_rows} rows "
+            f"(p {monitor.coverage_p_value:.2g})"
+        )
+    # The detector's reason starts "CUSUM ..." and names the pinball ratio; the coverage alarm's says so.
+    alarms = [
+        *([str(monitor.detector_reason)] if monitor.detector_fired else []),
+        *([f"coverage alarm: {monitor.coverage_reason}"] if monitor.coverage_alarm else []),
+    ]
+    if alarms:
+        return "; ".join(alarms), measured
     if age >= max_age:
         since = trading_calendar.offset_session(day, -max_age).isoformat()
         if not any(since <= p <= day for p in retrained):

@@ -28,8 +28,8 @@ def monitor(statistic=1.0, fired=False, age=5, **rolling) -> MonitorMetadata:
     )
 
 
-def report_log(instance, day, statistic=1.0, fired=False, age=5):
-    meta = monitor(statistic, fired, age).to_metadata()
+def report_log(instance, day, statistic=1.0, fired=False, age=5, **extra):
+    meta = monitor(statistic, fired, age, **extra).to_metadata()
     instance.report_runless_asset_event(AssetMaterialization("performance_log", partition=day, metadata=meta))
 
 
@@ -94,3 +94,33 @@ def test_absolute_guards_are_off_by_default_and_work_when_set():
     guarded = MonitoringPolicyResource(direction_accuracy_min=0.53, min_samples=20)
     assert judge(meta, "2006-03-01", guarded, set())[0] == "rolling directional accuracy 0.100 < 0.53"
     assert judge(None, "2006-03-01", guarded, set()) == (None, "nothing scored")
+
+
+COVERAGE_BREACH = {
+    "champion_coverage_90": 0.7,
+    "champion_covered_rows": 120,
+    "coverage_p_value": 1e-6,
+    "coverage_alarm": True,
+    "coverage_reason": "90% interval coverage 0.700 over 120 rows since promotion (36 misses, 10% expected): "
+    "one-sided binomial p 1e-06 < 0.01",
+}
+
+
+def test_sensor_requests_retraining_on_the_coverage_alarm(defs, instance):
+    report_log(instance, "2006-03-01", statistic=2.0, **COVERAGE_BREACH)
+    result = tick(defs, instance)
+    assert [r.partition_key for r in result.run_requests] == ["2006-03-01"]
+    assert result.run_requests[0].tags["stock_assets/reason"].startswith("coverage alarm: 90% interval coverage 0.700")
+
+
+def test_judge_names_each_trigger_and_older_metadata_still_reads():
+    policy = MonitoringPolicyResource()
+    both, measured = judge(monitor(9.5, fired=True, **COVERAGE_BREACH), "2006-03-01", policy, set())
+    assert both.startswith("CUSUM 9.50 > 9") and "; coverage alarm: 90% interval coverage" in both
+    assert measured.endswith("90% coverage 0.700 over 120 rows (p 1e-06)")
+    healthy = {**COVERAGE_BREACH, "coverage_alarm": False, "coverage_p_value": 0.4, "champion_coverage_90": 0.89}
+    assert judge(monitor(2.0, **healthy), "2006-03-01", policy, set())[0] is None
+    old = {k: v for k, v in monitor(2.0).to_metadata().items() if k not in COVERAGE_BREACH}
+    read = MonitorMetadata.from_metadata(old)
+    assert not read.coverage_alarm and read.coverage_reason == "" and read.champion_pinball_ratio is None
+    assert judge(read, "2006-03-01", policy, set())[0] is None

@@ -78,6 +78,11 @@ def run(*cmd: str, check: bool = True, timeout: float = 600, input: str | None =
     return proc.stdout
 
 
+def read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -136,11 +141,24 @@ class Stack:
             f.write("".join(f"{k}={v}\n" for k, v in lines.items()))
 
     def compose(self, *cmd: str, timeout: float = 900) -> str:
-        full = [*self.compose_cmd, "-p", self.args.project, "-f", os.path.join(self.args.repo, "docker", "docker-compose.yml"),
-                "--env-file", self.env_file, *cmd]
+        full = [
+            *self.compose_cmd,
+            "-p",
+            self.args.project,
+            "-f",
+            os.path.join(self.args.repo, "docker", "docker-compose.yml"),
+            "--env-file",
+            self.env_file,
+            *cmd,
+        ]
         # Only the env file decides: the caller's STOCK_ASSETS_*, POSTGRES_*, ... would override it.
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("STOCK_ASSETS_", "POSTGRES_", "COMPOSE_", "DAGSTER_", "MLFLOW_", "APP_", "DOCKER_SOCKET"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(
+                ("STOCK_ASSETS_", "POSTGRES_", "COMPOSE_", "DAGSTER_", "MLFLOW_", "APP_", "DOCKER_SOCKET")
+            )
+        }
         proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=env)
         if proc.returncode != 0:
             raise CheckFailed(f"compose {' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr.strip()[-3000:]}")
@@ -148,15 +166,29 @@ class Stack:
 
     def containers(self) -> dict[str, str]:
         """service -> container id, from the compose labels."""
-        out = run("docker", "ps", "-a", "--no-trunc", "--filter", f"label=com.docker.compose.project={self.args.project}",
-                  "--format", '{{.ID}}\t{{.Label "com.docker.compose.service"}}')
+        out = run(
+            "docker",
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            f"label=com.docker.compose.project={self.args.project}",
+            "--format",
+            '{{.ID}}\t{{.Label "com.docker.compose.service"}}',
+        )
         return {svc: cid for cid, svc in (line.split("\t") for line in out.splitlines() if line.strip())}
 
     def health(self) -> dict[str, str]:
         states = {}
         for svc, cid in self.containers().items():
-            out = run("docker", "inspect", "-f", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
-                      cid, check=False).split()
+            out = run(
+                "docker",
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                cid,
+                check=False,
+            ).split()
             states[svc] = out[1] if len(out) > 1 else (out[0] if out else "gone")
         return states
 
@@ -177,14 +209,30 @@ class Stack:
 
     def psql(self, db: str, sql: str) -> list[list[str]]:
         cid = self.containers()["postgres"]
-        out = run("docker", "exec", "-i", cid, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-F", "\t",
-                  "-U", self.superuser, "-d", db, input=sql)
+        out = run(
+            "docker",
+            "exec",
+            "-i",
+            cid,
+            "psql",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-F",
+            "\t",
+            "-U",
+            self.superuser,
+            "-d",
+            db,
+            input=sql,
+        )
         return [line.split("\t") for line in out.splitlines() if line]
 
     def logs_tail(self, lines: int = 40) -> str:
         try:
             return self.compose("logs", "--no-color", f"--tail={lines}", timeout=120)
-        except Exception as exc:  # noqa: BLE001 - best effort on the failure path
+        except Exception as exc:
             return f"(no logs: {exc})"
 
 
@@ -212,7 +260,9 @@ class Dagster:
         return payload["data"]
 
     def repository(self) -> tuple[str, str]:
-        data = self.gql("{ repositoriesOrError { __typename ... on RepositoryConnection { nodes { name location { name } } } } }")
+        data = self.gql(
+            "{ repositoriesOrError { __typename ... on RepositoryConnection { nodes { name location { name } } } } }"
+        )
         nodes = data["repositoriesOrError"].get("nodes") or []
         if not nodes:
             raise CheckFailed(f"no repository loaded: {data}")
@@ -247,11 +297,15 @@ class Dagster:
         if status not in ("COMPLETED", "COMPLETED_SUCCESS") or not runs or any(r["status"] != "SUCCESS" for r in runs):
             for r in runs:
                 if r["status"] != "SUCCESS":
-                    raise CheckFailed(f"backfill {backfill_id} {status}: run {r['runId']} {r['status']}:\n{self.errors(r['runId'])}")
+                    raise CheckFailed(
+                        f"backfill {backfill_id} {status}: run {r['runId']} {r['status']}:\n{self.errors(r['runId'])}"
+                    )
             raise CheckFailed(f"backfill {backfill_id} ended {status} with runs {runs}")
         return runs
 
-    def launch(self, location: str, repository: str, job: str, partition: str, run_config: dict, timeout: float) -> dict:
+    def launch(
+        self, location: str, repository: str, job: str, partition: str, run_config: dict, timeout: float
+    ) -> dict:
         params = {
             "selector": {"repositoryLocationName": location, "repositoryName": repository, "jobName": job},
             "runConfigData": run_config,
@@ -290,7 +344,7 @@ class Dagster:
                     if error.get("message"):
                         lines.append(f"    {error['message'][:1500]}")
             return "\n".join(lines[-20:]) or "  (no error events)"
-        except Exception as exc:  # noqa: BLE001 - best effort on the failure path
+        except Exception as exc:
             return f"  (events unavailable: {exc})"
 
 
@@ -363,7 +417,11 @@ class Mlflow:
         experiments = self.post("experiments/search", {"max_results": 1000}).get("experiments", [])
         run_ids, token = [], None
         while True:
-            body = {"experiment_ids": [e["experiment_id"] for e in experiments], "max_results": 1000, "run_view_type": "ALL"}
+            body = {
+                "experiment_ids": [e["experiment_id"] for e in experiments],
+                "max_results": 1000,
+                "run_view_type": "ALL",
+            }
             if token:
                 body["page_token"] = token
             page = self.post("runs/search", body)
@@ -371,7 +429,9 @@ class Mlflow:
             token = page.get("next_page_token")
             if not token:
                 break
-        versions = self.get("model-versions/search", filter=f"name='{MODEL}'", max_results=1000).get("model_versions", [])
+        versions = self.get("model-versions/search", filter=f"name='{MODEL}'", max_results=1000).get(
+            "model_versions", []
+        )
         model = self.get("registered-models/get", name=MODEL)["registered_model"]
         return {
             "experiments": sorted(e["name"] for e in experiments),
@@ -385,72 +445,92 @@ class Mlflow:
 # Memory and users of every container on the stack's network (the services and the run containers)
 # ---------------------------------------------------------------------------------------------------
 class Sampler(threading.Thread):
+    """Peak memory per service and per run container, and each container's user. Reads the engine's
+    cgroups directly where they are local (cheap: a few files a second); names a container once, with
+    one `docker inspect`. Elsewhere falls back to `docker stats` every 5 s."""
+
+    CGROUP_ROOTS = ("/sys/fs/cgroup/memory/docker", "/sys/fs/cgroup/docker")  # cgroup v1, v2 (cgroupfs driver)
+
     def __init__(self, network: str):
         super().__init__(daemon=True)
         self.network = network
         self.peak: dict[str, int] = {}
         self.users: dict[str, set] = {}
-        self.seen: dict[str, str] = {}  # container id -> name in the table
+        self.names: dict[str, str | None] = {}  # container id -> name in the table (None: not ours)
         self.stop = threading.Event()
+        self.root = next((r for r in self.CGROUP_ROOTS if os.path.isdir(r)), None)
 
     @staticmethod
-    def usage(cid: str) -> int | None:
-        """What `docker stats` shows: usage minus inactive file cache (cgroup v1 or v2)."""
-        for base in (f"/sys/fs/cgroup/memory/docker/{cid}", f"/sys/fs/cgroup/system.slice/docker-{cid}.scope",
-                     f"/sys/fs/cgroup/docker/{cid}"):
-            try:
-                if os.path.exists(f"{base}/memory.usage_in_bytes"):
-                    usage = int(open(f"{base}/memory.usage_in_bytes").read())
-                    key = "total_inactive_file"
-                elif os.path.exists(f"{base}/memory.current"):
-                    usage = int(open(f"{base}/memory.current").read())
-                    key = "inactive_file"
-                else:
-                    continue
-                stat = dict(line.split() for line in open(f"{base}/memory.stat"))
-                return usage - int(stat.get(key, 0))
-            except (OSError, ValueError):
+    def usage(base: str) -> int | None:
+        """What `docker stats` shows: usage minus inactive file cache."""
+        try:
+            if os.path.exists(f"{base}/memory.usage_in_bytes"):
+                usage, key = int(read_text(f"{base}/memory.usage_in_bytes")), "total_inactive_file"
+            else:
+                usage, key = int(read_text(f"{base}/memory.current")), "inactive_file"
+            stat = dict(line.split() for line in read_text(f"{base}/memory.stat").splitlines())
+            return usage - int(stat.get(key, 0))
+        except (OSError, ValueError):
+            return None
+
+    def name(self, cid: str) -> str | None:
+        if cid not in self.names:
+            fmt = (
+                '{{json .NetworkSettings.Networks}}\t{{index .Config.Labels "com.docker.compose.service"}}\t'
+                '{{index .Config.Labels "dagster/job_name"}}\t{{.Config.User}}\t{{.State.Pid}}'
+            )
+            out = run("docker", "inspect", "-f", fmt, cid, check=False).strip().split("\t")
+            if len(out) != 5 or self.network not in out[0]:
+                self.names[cid] = None  # another engine's, or not on the stack's network
                 return None
-        return None
+            _, service, job, user, pid = out
+            name = service or (f"run: {job}" if job else cid[:12])
+            uid = None
+            try:
+                status = read_text(f"/proc/{pid}/status").splitlines()
+                uid = next(line.split()[1] for line in status if line.startswith("Uid:"))
+            except (OSError, StopIteration):
+                pass
+            self.users.setdefault(name, set()).add((user, uid))
+            self.names[cid] = name
+        return self.names[cid]
+
+    def record(self, name: str, used: int | None) -> None:
+        if used is not None:
+            self.peak[name] = max(self.peak.get(name, 0), used)
 
     def sample(self) -> None:
-        out = run("docker", "ps", "--no-trunc", "--filter", f"network={self.network}", "--format",
-                  '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.Label "dagster/job_name"}}', check=False)
-        for line in out.splitlines():
-            parts = line.split("\t")
-            if len(parts) != 3:
-                continue
-            cid, service, job = parts
-            name = service or (f"run: {job}" if job else cid[:12])
-            if cid not in self.seen:
-                self.seen[cid] = name
-                user = run("docker", "inspect", "-f", "{{.Config.User}} {{.State.Pid}}", cid, check=False).split()
-                uid = None
-                if len(user) == 2:
-                    try:
-                        uid = next(l.split()[1] for l in open(f"/proc/{user[1]}/status") if l.startswith("Uid:"))
-                    except (OSError, StopIteration):
-                        pass
-                self.users.setdefault(name, set()).add((user[0] if user else "?", uid))
-            used = self.usage(cid)
-            if used is None:  # not a local cgroup: ask the engine (slower)
+        if self.root:
+            for cid in os.listdir(self.root):
+                if len(cid) == 64 and (name := self.name(cid)):
+                    self.record(name, self.usage(f"{self.root}/{cid}"))
+            return
+        out = run("docker", "ps", "-q", "--no-trunc", "--filter", f"network={self.network}", check=False)
+        for cid in out.split():
+            if name := self.name(cid):
                 stats = run("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", cid, check=False)
-                used = parse_size(stats.split("/")[0]) if stats.strip() else None
-            if used is not None:
-                self.peak[name] = max(self.peak.get(name, 0), used)
+                self.record(name, parse_size(stats.split("/")[0]) if stats.strip() else None)
 
     def run(self) -> None:
         while not self.stop.is_set():
             try:
                 self.sample()
-            except Exception:  # noqa: BLE001 - a sampling hiccup must not end the check
+            except Exception:
                 pass
-            self.stop.wait(1.0)
+            self.stop.wait(1.0 if self.root else 5.0)
 
 
 def parse_size(text: str) -> int | None:
     text = text.strip()
-    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3), ("B", 1)):
+    for unit, factor in (
+        ("GiB", 2**30),
+        ("MiB", 2**20),
+        ("KiB", 2**10),
+        ("GB", 10**9),
+        ("MB", 10**6),
+        ("kB", 10**3),
+        ("B", 1),
+    ):
         if text.endswith(unit):
             try:
                 return int(float(text[: -len(unit)]) * factor)
@@ -477,11 +557,15 @@ def check_run_container(run_info: dict, what: str) -> str:
 
 def snapshot(stack: Stack, dagster: Dagster, mlflow: Mlflow) -> dict:
     """Everything the restart must keep."""
-    tables = [r[0] for r in stack.psql("warehouse", "select tablename from pg_tables where schemaname = 'public' order by 1")]
+    tables = [
+        r[0] for r in stack.psql("warehouse", "select tablename from pg_tables where schemaname = 'public' order by 1")
+    ]
     warehouse = {t: int(stack.psql("warehouse", f'select count(*) from "{t}"')[0][0]) for t in tables}
     runs = stack.psql("dagster", "select run_id, status from runs order by run_id")
     events = int(stack.psql("dagster", "select count(*) from event_logs")[0][0])
-    checks = stack.psql("dagster", "select check_name, partition, execution_status from asset_check_executions order by 1, 2")
+    checks = stack.psql(
+        "dagster", "select check_name, partition, execution_status from asset_check_executions order by 1, 2"
+    )
     studies = stack.psql(
         "optuna",
         "select s.study_name, count(t.trial_id), count(t.trial_id) filter (where t.state = 'COMPLETE') "
@@ -500,7 +584,9 @@ def snapshot(stack: Stack, dagster: Dagster, mlflow: Mlflow) -> dict:
     }
 
 
-def scan_image(image: str, needles: dict[str, bytes], forbidden_names: tuple[str, ...], forbidden_file: bytes | None) -> list[str]:
+def scan_image(
+    image: str, needles: dict[str, bytes], forbidden_names: tuple[str, ...], forbidden_file: bytes | None
+) -> list[str]:
     """Secrets in an image: its history and config, then every file of its file system."""
     problems = []
     history = run("docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image)
@@ -550,15 +636,26 @@ def fmt_bytes(n: int | None) -> str:
 # ---------------------------------------------------------------------------------------------------
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("repo", "scratch", "project", "compose", "app-image", "postgres-image", "python-image", "builder-base",
-                 "ca-bundle", "socket", "timings"):
+    for name in (
+        "repo",
+        "scratch",
+        "project",
+        "compose",
+        "app-image",
+        "postgres-image",
+        "python-image",
+        "builder-base",
+        "ca-bundle",
+        "socket",
+        "timings",
+    ):
         parser.add_argument(f"--{name}", default="")
     parser.add_argument("--socket-gid", type=int, required=True)
     parser.add_argument("--own-engine", default="0")
     args = parser.parse_args()
 
     timings = {}
-    for line in open(args.timings):
+    for line in read_text(args.timings).splitlines():
         key, seconds = line.split()
         timings[key] = int(seconds)
 
@@ -590,8 +687,10 @@ def main() -> int:
             raise CheckFailed(f"run launcher is {instance['runLauncher']['name']}, not DockerRunLauncher")
         if queue.get("maxConcurrentRuns") != 4 or "retraining" not in (queue.get("tagConcurrencyLimitsYaml") or ""):
             raise CheckFailed(f"queue limits changed: {queue}")
-        log(f"  run launcher {instance['runLauncher']['name']}, queue: max {queue['maxConcurrentRuns']} runs, "
-            "1 with stock_assets/run_kind=retraining")
+        log(
+            f"  run launcher {instance['runLauncher']['name']}, queue: max {queue['maxConcurrentRuns']} runs, "
+            "1 with stock_assets/run_kind=retraining"
+        )
         location, repository = dagster.repository()
         keys = dagster.partition_keys()
         history, backfilled = keys[:HISTORY], keys[HISTORY : HISTORY + BACKFILL]
@@ -599,12 +698,17 @@ def main() -> int:
 
         # -- runs ----------------------------------------------------------------------------------
         containers = {}
-        token = phase("history", f"history: backfill raw_prices + processed_features {history[0]}..{history[-1]} ({HISTORY} sessions)")
+        token = phase(
+            "history",
+            f"history: backfill raw_prices + processed_features {history[0]}..{history[-1]} ({HISTORY} sessions)",
+        )
         runs = dagster.backfill(history, timeout=1200)
         containers["history"] = [check_run_container(r, "history backfill") for r in runs]
         done(token, f"{len(runs)} run(s), each in its own container, removed after it")
 
-        token = phase("backfill", f"backfill: raw_prices + processed_features {backfilled[0]}..{day} ({BACKFILL} sessions)")
+        token = phase(
+            "backfill", f"backfill: raw_prices + processed_features {backfilled[0]}..{day} ({BACKFILL} sessions)"
+        )
         runs = dagster.backfill(backfilled, timeout=1200)
         containers["backfill"] = [check_run_container(r, "backfill") for r in runs]
         done(token, f"{len(runs)} run(s), each in its own container, removed after it")
@@ -624,31 +728,49 @@ def main() -> int:
 
         # -- what the runs left --------------------------------------------------------------------
         log("checks: warehouse rows, champion, promotion gate")
-        rows = {t: int(stack.psql("warehouse", f'select count(*) from "{t}"')[0][0]) for t in ("raw_prices", "processed_features")}
+        rows = {
+            t: int(stack.psql("warehouse", f'select count(*) from "{t}"')[0][0])
+            for t in ("raw_prices", "processed_features")
+        }
         expected_prices = 4 * (HISTORY + BACKFILL)
         if rows["raw_prices"] != expected_prices:
-            raise CheckFailed(f"raw_prices holds {rows['raw_prices']} rows, expected {expected_prices} (4 tickers x {HISTORY + BACKFILL})")
-        feature_days = int(stack.psql(
-            "warehouse", f"select count(distinct date) from processed_features where date >= '{backfilled[0]}'")[0][0])
+            raise CheckFailed(
+                f"raw_prices holds {rows['raw_prices']} rows, expected {expected_prices} "
+                f"(4 tickers x {HISTORY + BACKFILL} sessions)"
+            )
+        feature_days = int(
+            stack.psql(
+                "warehouse", f"select count(distinct date) from processed_features where date >= '{backfilled[0]}'"
+            )[0][0]
+        )
         if feature_days != BACKFILL:
             raise CheckFailed(f"processed_features covers {feature_days} of the {BACKFILL} backfilled sessions")
         predictions = int(stack.psql("warehouse", "select count(*) from daily_predictions")[0][0])
         if predictions == 0:
             raise CheckFailed("daily_job wrote no daily_predictions")
-        log(f"  warehouse: raw_prices {rows['raw_prices']} rows, processed_features {rows['processed_features']} rows "
-            f"({feature_days}/{BACKFILL} backfilled sessions), daily_predictions {predictions}")
+        log(
+            f"  warehouse: raw_prices {rows['raw_prices']} rows, processed_features {rows['processed_features']} rows "
+            f"({feature_days}/{BACKFILL} backfilled sessions), daily_predictions {predictions}"
+        )
         champion = mlflow.champion()
         log(f"  MLflow: {MODEL}@champion = version {champion['version']} (run {champion['run_id'][:8]})")
-        gate = [e["evaluation"] for e in dagster.events(retraining["runId"])
-                if e["__typename"] == "AssetCheckEvaluationEvent" and e["evaluation"]["checkName"] == GATE]
+        gate = [
+            e["evaluation"]
+            for e in dagster.events(retraining["runId"])
+            if e["__typename"] == "AssetCheckEvaluationEvent" and e["evaluation"]["checkName"] == GATE
+        ]
         if not gate:
             raise CheckFailed(f"the retraining run recorded no {GATE} evaluation")
         executions = stack.psql(
-            "dagster", f"select execution_status from asset_check_executions where check_name = '{GATE}' and partition = '{day}'")
+            "dagster",
+            f"select execution_status from asset_check_executions where check_name = '{GATE}' and partition = '{day}'",
+        )
         if not executions or executions[-1][0] not in ("SUCCEEDED", "FAILED"):
             raise CheckFailed(f"no decided {GATE} execution for {day}: {executions}")
-        log(f"  promotion gate decided for {day}: {'passed' if gate[-1]['success'] else 'rejected'} "
-            f"(asset check execution {executions[-1][0]})")
+        log(
+            f"  promotion gate decided for {day}: {'passed' if gate[-1]['success'] else 'rejected'} "
+            f"(asset check execution {executions[-1][0]})"
+        )
 
         # -- restart -------------------------------------------------------------------------------
         before = snapshot(stack, dagster, mlflow)
@@ -661,39 +783,56 @@ def main() -> int:
         if lost:
             raise CheckFailed("the restart changed: " + json.dumps(lost, default=str)[:3000])
         m = before["mlflow"]
-        log(f"  kept: {len(before['dagster runs'])} runs, {before['event log entries']} event log entries, "
+        log(
+            f"  kept: {len(before['dagster runs'])} runs, {before['event log entries']} event log entries, "
             f"{sum(before['warehouse rows'].values())} warehouse rows in {len(before['warehouse rows'])} tables, "
             f"{len(m['runs'])} MLflow runs, {len(m['versions'])} versions, aliases {m['aliases']}, "
-            f"Optuna {before['optuna studies (trials, complete)']}")
+            f"Optuna {before['optuna studies (trials, complete)']}"
+        )
 
         # -- secrets and users ---------------------------------------------------------------------
         log("checks: secrets in the images, container users")
-        needles = {"the superuser password": stack.superuser_password.encode(),
-                   "the app password": stack.app_password.encode(),
-                   "the app password (URL-encoded)": urllib.parse.quote(stack.app_password, safe="").encode()}
-        ca = open(args.ca_bundle, "rb").read() if args.builder_base and os.path.exists(args.ca_bundle) else None
+        needles = {
+            "the superuser password": stack.superuser_password.encode(),
+            "the app password": stack.app_password.encode(),
+            "the app password (URL-encoded)": urllib.parse.quote(stack.app_password, safe="").encode(),
+        }
+        ca = None
+        if args.builder_base and os.path.exists(args.ca_bundle):
+            with open(args.ca_bundle, "rb") as f:
+                ca = f.read()
         problems = []
         for image in (args.app_image, args.postgres_image):
             problems += scan_image(image, needles, ("wheelhouse/torch", "stock_assets-build-ca"), ca)
         if args.builder_base:
-            builder_layers = json.loads(run("docker", "image", "inspect", "-f", "{{json .RootFS.Layers}}", args.builder_base))
+            builder_layers = json.loads(
+                run("docker", "image", "inspect", "-f", "{{json .RootFS.Layers}}", args.builder_base)
+            )
             app_layers = json.loads(run("docker", "image", "inspect", "-f", "{{json .RootFS.Layers}}", args.app_image))
             if builder_layers[-1] in app_layers:
                 problems.append(f"{args.app_image} contains the builder base's CA layer")
         if problems:
             raise CheckFailed("secrets in images:\n  " + "\n  ".join(problems))
-        log(f"  no password in {args.app_image} or {args.postgres_image} (history, config, every file)"
-            + ("; the machine's CA bundle only in the builder stage" if ca else ""))
+        log(
+            f"  no password in {args.app_image} or {args.postgres_image} (history, config, every file)"
+            + ("; the machine's CA bundle only in the builder stage" if ca else "")
+        )
         for svc, cid in stack.containers().items():
-            uid = run("docker", "exec", cid, "sh", "-c", "id -u").strip()
+            # PID 1's user: for the app services the image's USER (init: true keeps docker-init as pid
+            # 1, under that user); postgres starts as root like the official image and its entrypoint
+            # re-executes as `postgres`, so pid 1 is the server. `docker exec` gets the image's USER.
             pid1 = run("docker", "exec", cid, "sh", "-c", "grep '^Uid:' /proc/1/status").split()[1]
-            if uid == "0" or pid1 == "0":
-                raise CheckFailed(f"{svc} runs as root (exec uid {uid}, pid 1 uid {pid1})")
-            sampler.users.setdefault(svc, set()).add(("exec", uid))
+            uid = run("docker", "exec", cid, "sh", "-c", "id -u").strip()
+            if pid1 == "0" or (svc in APP_SERVICES and uid == "0"):
+                raise CheckFailed(f"{svc} runs as root (pid 1 uid {pid1}, exec uid {uid})")
+            sampler.users.setdefault(svc, set()).add(("pid 1", pid1))
         for name, users in sampler.users.items():
             if name.startswith("run:") and any(u[1] in (None, "0") for u in users):
                 raise CheckFailed(f"{name} containers ran as {users}")
-        log("  users: " + ", ".join(f"{n} {sorted({u[1] for u in us if u[1]})}" for n, us in sorted(sampler.users.items())))
+        log(
+            "  users: "
+            + ", ".join(f"{n} {sorted({u[1] for u in us if u[1]})}" for n, us in sorted(sampler.users.items()))
+        )
     except CheckFailed as exc:
         log(f"FAILED: {exc}")
         print("---- container logs (tail) ----\n" + stack.logs_tail(), flush=True)
@@ -725,7 +864,10 @@ def main() -> int:
     print(f"|{'-' * (width + 2)}|------------|")
     for key, value in rows:
         print(f"| {key.ljust(width)} | {value.rjust(10)} |")
-    print(f"\n(python base: {args.python_image}; postgres: {args.postgres_image}; peak memory: docker stats' usage, sampled every second)")
+    print(
+        f"\n(python base: {args.python_image}; postgres: {args.postgres_image}; "
+        "peak memory: docker stats' usage, sampled every second)"
+    )
     print()
     return 0
 

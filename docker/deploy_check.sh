@@ -25,6 +25,8 @@
 #   DEPLOY_CHECK_REQUIRE_ENGINE  1: fail instead of skipping when no engine can be started
 #   DEPLOY_CHECK_DEBIAN_MIRROR   debootstrap's mirror (default: the machine's apt source)
 #   DEPLOY_CHECK_KEEP            1: on failure leave the stack and engine up for inspection
+#   DEPLOY_CHECK_HELM_SCHEMA     the Helm chart's values.schema.json: validate docker/helm/values.yaml
+#                                against it too (host python3 with PyYAML and jsonschema)
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -305,6 +307,18 @@ log "  $(grep -m1 '^Sending build context' "$SCRATCH/build.log" || true)"
 log "  $(grep -m1 '^torch ' "$SCRATCH/build.log" || true)"
 docker image prune -f >/dev/null 2>&1 || true   # the builder stage's dangling layers
 phase_end build "built"
+
+# The Kubernetes values, on paper: docker/helm/check_values.py in the image just built (PyYAML);
+# with DEPLOY_CHECK_HELM_SCHEMA (the chart's values.schema.json) on the host (needs jsonschema too).
+phase_start helm "helm values (docker/helm/values.yaml, search-workers-job.yaml)"
+if [ -n "${DEPLOY_CHECK_HELM_SCHEMA:-}" ]; then
+  python3 "$REPO/docker/helm/check_values.py" --schema "$DEPLOY_CHECK_HELM_SCHEMA" >"$SCRATCH/helm.log" 2>&1 \
+    || { cat "$SCRATCH/helm.log"; die "docker/helm/check_values.py"; }
+else
+  docker run --rm --network none --entrypoint python -v "$REPO/docker:/docker:ro" "$APP_IMAGE" \
+    /docker/helm/check_values.py >"$SCRATCH/helm.log" 2>&1 || { cat "$SCRATCH/helm.log"; die "docker/helm/check_values.py"; }
+fi
+phase_end helm "$(tail -1 "$SCRATCH/helm.log")"
 
 # ------------------------------------------------------------------------------------------------
 # 4. The stack (docker/deploy_check.py)

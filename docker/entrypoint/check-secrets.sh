@@ -1,7 +1,8 @@
 #!/bin/sh
 # Entrypoint of every stock_assets container (the app image's ENTRYPOINT; the postgres service runs
 # it before the image's own entrypoint): refuses to start while a password is empty or still the
-# change-me placeholder of docker/.env.example, then runs the container's command.
+# change-me placeholder of docker/.env.example, or while a mounted Docker socket is not usable,
+# then runs the container's command.
 #
 # Checked when set: the *_PASSWORD variables below and the password inside the database URLs.
 # Values are never printed.
@@ -43,6 +44,14 @@ for name in $URL_VARS; do
   case "$userinfo" in *:*) ;; *) continue ;; esac
   if placeholder "${userinfo#*:}"; then refused="$refused $name"; fi
 done
+
+# The daemon and the webserver get the engine's socket (docker-compose.yml): without the socket's
+# group the DockerRunLauncher would fail every launch with "permission denied", so say it up front.
+if [ -S /var/run/docker.sock ] && [ ! -w /var/run/docker.sock ]; then
+  echo "check-secrets: /var/run/docker.sock is not writable by uid $(id -u) (groups: $(id -G)): set" \
+       "DOCKER_SOCKET_GID in docker/.env to the socket's group (stat -c %g /var/run/docker.sock); not starting." >&2
+  exit 64
+fi
 
 if [ -n "$refused" ]; then
   for name in $refused; do

@@ -75,7 +75,7 @@ def main(argv=None, **defaults) -> None:
     settings = load_settings()
     defs = build_definitions(settings)
     from stock_assets.lib import trading_calendar
-    from stock_assets.lib.scoring import walk_forward_summary
+    from stock_assets.lib.scoring import static_interval_quantiles, walk_forward_summary
     from stock_assets.partitions import session_keys
     from stock_assets.replay import replay, run_retraining
     from stock_assets.resources.warehouse import get_warehouse
@@ -139,8 +139,10 @@ def main(argv=None, **defaults) -> None:
     def progress(day, report):
         rolling = report.last_rolling
         ratio, statistic = rolling.get("rolling_mae_ratio", float("nan")), rolling.get("detector_statistic", 0.0)
+        pinball, coverage = rolling.get("rolling_pinball_ratio", float("nan")), rolling.get("rolling_coverage_90")
         print(
-            f"  {day}: MAE/persistence {ratio:.3f}  CUSUM {statistic:5.2f}"
+            f"  {day}: MAE/persistence {ratio:.3f}  pinball/baseline {pinball:.3f}"
+            f"  90% coverage {coverage if coverage is not None else '-'}  CUSUM {statistic:5.2f}"
             f"  champion v{rolling.get('champion_version', '-')} ({rolling.get('champion_kind', '-')})"
             f"  retrainings {len(report.retrainings)}",
             flush=True,
@@ -160,14 +162,18 @@ def main(argv=None, **defaults) -> None:
             "retrainings requested by the sensor": len(report.retrainings),
             "candidates promoted": report.promotions,
             "candidates rejected": report.rejections,
-            "of which persistence took over": report.fallbacks,
+            "of which a baseline took over": report.fallbacks,
             **({f"drill {k}": v for k, v in report.drill.items()} if drill else {}),
             "failed daily runs": len(report.failed_daily_runs),
             "champion now": champion.label if champion else "none",
         },
     )
     log = warehouse.read_range("performance_log", "target_date", replayed[1], replayed[-1])
-    show(f"Walk-forward over the replay ({replayed[1]}..{replayed[-1]}):", walk_forward_summary(log))
+    # The static interval: each ticker's previous 500 sessions' empirical quantiles, on the same rows.
+    history_start = trading_calendar.offset_session(replayed[1], -502).isoformat()
+    prices = warehouse.read_range("raw_prices", "date", history_start, replayed[-1])
+    summary = walk_forward_summary(log, static_quantiles=static_interval_quantiles(prices, log))
+    show(f"Walk-forward over the replay ({replayed[1]}..{replayed[-1]}):", summary)
     show("Time:", {"replay seconds": round(report.seconds, 1), "total seconds": round(time.perf_counter() - started)})
     print(
         "\nLook at it:\n"

@@ -28,6 +28,9 @@ ROLLING_KEYS = (
     "rolling_mae_ratio",
     "rolling_direction_accuracy",
     "rolling_up_share",
+    "rolling_pinball_ratio",
+    "rolling_coverage_90",
+    "coverage_alarm",
     "detector_statistic",
     "champion_version",
     "champion_kind",
@@ -87,16 +90,24 @@ def run_retraining(
     }
 
 
-def install_drill_champion(defs: Definitions, day: str, bias: float) -> ModelRef:
-    """Register a model whose every forecast is a `bias` log return and promote it for `day`, like
-    any champion but tagged a drill: the detector must catch it and the loop replace it."""
-    from stock_assets.defs.champions import register_constant_model
+def install_drill_champion(
+    defs: Definitions, day: str, bias: float, levels=None, ewma_lambda: float = 0.94
+) -> ModelRef:
+    """Register a model whose every median is a `bias` log return (with a Gaussian EWMA spread) and
+    promote it for `day`, like any champion but tagged a drill: the detector must catch it and the
+    loop replace it."""
+    from stock_assets.defs.champions import register_baseline
+    from stock_assets.lib.distributions import DEFAULT_LEVELS
+    from stock_assets.lib.forecasters import gaussian_baseline
 
     registry = defs.resources["model_registry"]
     tickers = list(defs.resources["basket"].tickers)
     run_id = f"drill-{day}"
+    drill = gaussian_baseline(
+        DRILL_KIND, np.full(len(tickers), bias), tickers, levels or DEFAULT_LEVELS, ewma_lambda, day
+    )
     with registry.mlflow_run_for(run_id, day, "drill"):
-        ref = register_constant_model(registry, DRILL_KIND, np.full(len(tickers), bias), tickers, day, run_id)
+        ref = register_baseline(registry, drill, day, run_id)
     registry.client().set_model_version_tag(registry.model_name, ref.version, "drill", f"+{bias:g} log return bias")
     registry.promote(ref.version, day, run_id)
     return ref

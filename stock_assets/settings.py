@@ -107,6 +107,30 @@ class TrainingSettings(_Section):
         return tuple(sorted(set(value)))
 
 
+class ForecastSettings(_Section):
+    """Forecasts are distributions (docs/decisions.md, "Forecasts are distributions")."""
+
+    quantiles: Annotated[tuple[float, ...], NoDecode] = Field(
+        (0.05, 0.25, 0.5, 0.75, 0.95), description="levels of the forecast quantiles (symmetric, with 0.5)"
+    )
+    ewma_lambda: float = Field(0.94, ge=0.5, lt=1, description="decay of the baselines' EWMA volatility")
+    volatility_lookback: int = Field(250, ge=60, le=2000, description="sessions of prices behind a volatility")
+    calibration: bool = Field(True, description="recalibrate served intervals online (adaptive conformal)")
+    calibration_gamma: float = Field(0.05, gt=0, le=0.5, description="step of the adaptive conformal update")
+
+    @field_validator("quantiles", mode="before")
+    @classmethod
+    def _split_quantiles(cls, value: Any) -> Any:
+        return [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("quantiles")
+    @classmethod
+    def _check_quantiles(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        from stock_assets.lib.distributions import check_levels
+
+        return check_levels(value)
+
+
 class Settings(BaseSettings):
     """Every setting with its default and bounds. Built in code (`Settings(...)`, tests and scripts)
     it holds what it is given; `load_settings()` adds the environment and the settings file."""
@@ -140,6 +164,7 @@ class Settings(BaseSettings):
     yfinance: YFinanceSettings = YFinanceSettings()
     training: TrainingSettings = TrainingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    forecast: ForecastSettings = ForecastSettings()
     # {setting: (environment variable, value read from it)}, filled by load_settings().
     _env_sources: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
 

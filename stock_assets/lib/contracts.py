@@ -115,6 +115,7 @@ class Preprocessing(Contract):
     trained_through: str
     shrinkage: float = 1.0
     target: str = TARGET
+    levels: tuple[float, ...] = ()  # the quantile levels the network predicts; () for a point model
 
     @classmethod
     def identity(cls, kind: str, tickers, feature_columns, trained_through: str) -> Self:
@@ -253,7 +254,8 @@ class GateMetadata(MetadataContract):
     candidate_version: str
     verdict: str
     p_value: float
-    fallback_to_persistence: bool
+    fallback_to_persistence: bool  # the champion lost to the best baseline, which then takes over
+    fallback_kind: str = "persistence"  # that baseline: persistence-EWMA, or GARCH when significantly better
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import Dataset
 
 from stock_assets.lib.metrics import log_returns
+
+
+def __getattr__(name: str):
+    """`WindowDataset` lives with the training code (lib/window_dataset.py, which imports torch):
+    panels, scalers and windows are served without torch (docs/decisions.md, "Forecasts are
+    distributions")."""
+    if name == "WindowDataset":
+        from stock_assets.lib.window_dataset import WindowDataset
+
+        return WindowDataset
+    raise AttributeError(name)
+
 
 STD_EPSILON = 1e-8  # floor for scaler std: a constant feature scales to 0 instead of dividing by 0
 
@@ -207,38 +217,6 @@ def cut_windows(scaled_features: np.ndarray, ends: np.ndarray | list[int], seque
         )
     offsets = np.arange(-sequence_length + 1, 1)
     return np.ascontiguousarray(scaled_features[ends[:, None] + offsets], dtype=np.float32)
-
-
-class WindowDataset(Dataset):
-    """Windows cut on demand from one scaled (n_sessions, n_tickers, n_features) array.
-
-    Item i is (features[e-seq+1 : e+1], targets[e]) for e = end_indices[i]. Indexing with a list
-    of positions returns a whole stacked batch in one gather (what `training` uses).
-    """
-
-    def __init__(
-        self, scaled_features: np.ndarray, scaled_targets: np.ndarray, end_indices: np.ndarray, sequence_length: int
-    ) -> None:
-        ends = np.asarray(end_indices, dtype=np.int64)
-        if ends.ndim != 1 or len(ends) == 0:
-            raise ValueError("end_indices must be a non-empty 1-d array")
-        if ends.min() < sequence_length - 1 or ends.max() >= len(scaled_features):
-            raise ValueError(f"end indices must lie in [{sequence_length - 1}, {len(scaled_features) - 1}]")
-        if not np.isfinite(scaled_targets[ends]).all():
-            raise ValueError("some end indices have no finite target (e.g. the last session)")
-        self.features = np.ascontiguousarray(scaled_features, dtype=np.float32)  # no copy if already so
-        self.targets = np.ascontiguousarray(scaled_targets, dtype=np.float32)
-        self.end_indices = ends
-        self.sequence_length = int(sequence_length)
-
-    def __len__(self) -> int:
-        return len(self.end_indices)
-
-    def __getitem__(self, index: int | list[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        ends = self.end_indices[np.atleast_1d(np.asarray(index, dtype=np.int64))]
-        x = torch.from_numpy(cut_windows(self.features, ends, self.sequence_length))
-        y = torch.from_numpy(self.targets[ends])
-        return (x[0], y[0]) if np.ndim(index) == 0 else (x, y)
 
 
 VALIDATION_FRACTION = 0.15

@@ -16,8 +16,10 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from stock_assets.lib.datasets import WindowDataset
-from stock_assets.lib.models import build_model
+from stock_assets.lib.models import build_quantile_model
+from stock_assets.lib.window_dataset import WindowDataset
+
+DEFAULT_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)  # settings.forecast.quantiles reach fit_model through the arrays
 
 EpochCallback = Callable[[int, float, float], None]
 
@@ -29,6 +31,20 @@ _LOSS_FUNCTIONS: dict[str, Callable[[], nn.Module]] = {
     "mae": nn.L1Loss,
 }
 LOSSES = tuple(_LOSS_FUNCTIONS)
+
+
+class PinballLoss(nn.Module):
+    """Mean pinball (quantile) loss of (batch, tickers, levels) quantiles against (batch, tickers)
+    targets: a proper scoring rule for each level, so the levels are learned as quantiles; at 0.5 it
+    is half the absolute error, so the median's accuracy still counts."""
+
+    def __init__(self, levels) -> None:
+        super().__init__()
+        self.register_buffer("levels", torch.tensor(list(levels), dtype=torch.float32))
+
+    def forward(self, quantiles: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff = target.unsqueeze(-1) - quantiles
+        return torch.maximum(self.levels * diff, (self.levels - 1.0) * diff).mean()
 
 
 def set_seeds(seed: int) -> None:
@@ -47,7 +63,7 @@ def choose_device() -> torch.device:
 class TrainResult:
     model: nn.Module  # on CPU, eval mode, best epoch's weights
     best_epoch: int  # 1-based
-    best_val_loss: float  # validation MSE (scaled) of the restored best epoch
+    best_val_loss: float  # validation pinball loss (quantile models) or MSE (scaled) of the restored best epoch
     history: list[dict] = field(default_factory=list)  # per epoch: epoch, train_loss (chosen loss), val_loss (MSE)
     stopped_early: bool = False
 
@@ -66,14 +82,18 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
-    """Mean squared error over all scaled targets, whatever the training loss, so runs compare."""
+def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device, pinball: PinballLoss | None) -> float:
+    """Validation loss on scaled targets: the mean pinball loss of a quantile model, else the mean
+    squared error whatever the training loss, so runs compare."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for x, y in loader:
-            pred = model(x.to(device))
-            total += float(((pred - y.to(device)) ** 2).sum())
+            pred, y = model(x.to(device)), y.to(device)
+            if pinball is not None:
+                total += float(pinball(pred, y)) * y.numel()
+            else:
+                total += float(((pred - y) ** 2).sum())
             count += y.numel()
     return total / count
 
@@ -92,18 +112,21 @@ def train_model(
     device: torch.device | None = None,
     grad_clip: float | None = 1.0,
     loss: str = "mse",
+    levels: tuple[float, ...] | None = None,
 ) -> TrainResult:
     """Adam on `loss` (one of LOSSES) of scaled targets with early stopping on validation loss.
 
-    The validation loss is always MSE of scaled targets, whatever the training loss: early stopping,
-    `best_val_loss` and the search objective then compare trials trained on different losses on one
-    scale. `train_loss` in the history is the chosen training loss.
+    With `levels` the model predicts quantiles and both the training and the validation loss are the
+    mean pinball loss over those levels (`loss` is then not used). Otherwise the validation loss is
+    MSE of scaled targets, whatever the training loss: early stopping, `best_val_loss` and the search
+    objective then compare trials trained on different losses on one scale. `train_loss` in the
+    history is the training loss.
 
     `on_epoch(epoch, train_loss, val_loss)` runs after every epoch; exceptions it raises (e.g. an
     Optuna prune) propagate. A non-finite loss stops training and keeps the best finite epoch;
     if no epoch was finite, FloatingPointError is raised.
     """
-    if loss not in _LOSS_FUNCTIONS:
+    if levels is None and loss not in _LOSS_FUNCTIONS:
         raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
     if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(f"empty dataset: {len(train_set)} train, {len(val_set)} validation samples")
@@ -118,7 +141,8 @@ def train_model(
     train_loader = _loader(train_set, batch_size, generator)
     val_loader = _loader(val_set, max(batch_size, 256), None)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    loss_fn = _LOSS_FUNCTIONS[loss]()
+    pinball = PinballLoss(levels).to(device) if levels is not None else None
+    loss_fn = pinball if pinball is not None else _LOSS_FUNCTIONS[loss]()
 
     best_state, best_epoch, best_val = None, 0, float("inf")
     history: list[dict] = []
@@ -136,7 +160,7 @@ def train_model(
             optimizer.step()
             total += float(batch_loss.detach()) * len(y)
             count += len(y)
-        train_loss, val_loss = total / count, _evaluate(model, val_loader, device)
+        train_loss, val_loss = total / count, _evaluate(model, val_loader, device, pinball)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         if on_epoch is not None:
             on_epoch(epoch, train_loss, val_loss)
@@ -193,20 +217,20 @@ def fit_model(
     seed: int,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
-    """Build the model `params` describe and train it on the train part, early-stopped on validation.
-
-    `params["loss"]` picks the training loss (default "mse"); validation stays MSE.
-    """
+    """Build the quantile model `params` describe (at the levels the arrays carry) and train it on the
+    train part with the pinball loss, early-stopped on the validation pinball loss."""
     set_seeds(seed)  # before building: weight initialisation is part of reproducibility
     seq = int(params["sequence_length"])
     n_tickers, n_features = arrays["scaled_features"].shape[1:]
-    model = build_model(
+    levels = tuple(float(v) for v in arrays["levels"]) if "levels" in arrays else DEFAULT_LEVELS
+    model = build_quantile_model(
         params["architecture"],
         n_tickers,
         n_features,
         int(params["hidden_size"]),
         int(params["num_layers"]),
         float(params["dropout"]),
+        levels,
     )
     train = WindowDataset(arrays["scaled_features"], arrays["scaled_targets"], arrays["train"], seq)
     validation = WindowDataset(arrays["scaled_features"], arrays["scaled_targets"], arrays["validation"], seq)
@@ -220,7 +244,7 @@ def fit_model(
         patience=patience,
         seed=seed,
         on_epoch=on_epoch,
-        loss=str(params.get("loss", "mse")),
+        levels=levels,
     )
 
 

@@ -1,6 +1,6 @@
 """The forecasting architectures and their registry (`ARCHITECTURES`, `build_model`).
 
-Every model maps (batch, seq_len, n_tickers, n_features) -> (batch, n_tickers): one scaled
+Every architecture maps (batch, seq_len, n_tickers, n_features) -> (batch, n_tickers): one scaled
 next-session log return per ticker. Forward passes use shape arithmetic only (no Python branches
 on tensor values), so each model exports with `torch.export.export` and a dynamic batch size;
 sequence length, ticker count and feature count are fixed per model.
@@ -160,3 +160,51 @@ def build_model(
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     return _CLASSES[architecture](int(n_tickers), int(n_features), int(hidden_size), int(num_layers), float(dropout))
+
+
+class QuantileNetwork(nn.Module):
+    """A location-scale distribution head over any two of the architectures above: one network gives
+    the median, the other the log of the spread, and a learned shape shared by the tickers places the
+    quantiles around the median as non-negative increments, so quantiles never cross by construction
+    (docs/decisions.md, "Forecasts are distributions"). (batch, seq, tickers, features) ->
+    (batch, tickers, levels), in scaled-target units; trained with the pinball loss over the levels."""
+
+    def __init__(self, location: nn.Module, spread: nn.Module, levels: tuple[float, ...]) -> None:
+        super().__init__()
+        from scipy.stats import norm
+
+        z = norm.ppf(list(levels))
+        middle = int(len(levels) // 2)
+        if abs(levels[middle] - 0.5) > 1e-12:
+            raise ValueError(f"levels must hold 0.5 in their middle, got {list(levels)}")
+        self.location, self.spread, self.middle = location, spread, middle
+        # Start from the Gaussian shape: increments between neighbouring levels' normal quantiles,
+        # stored through the inverse of softplus so that they stay positive while they learn.
+        up, down = torch.tensor(z[middle + 1 :] - z[middle:-1]), torch.tensor(z[1 : middle + 1] - z[:middle])
+        self.up = nn.Parameter(torch.log(torch.expm1(up.float())))
+        self.down = nn.Parameter(torch.log(torch.expm1(down.float().flip(0))))
+
+    def shape(self) -> torch.Tensor:
+        """The standardized quantiles (levels,): 0 at the median, increasing."""
+        up = torch.cumsum(nn.functional.softplus(self.up), dim=0)
+        down = -torch.cumsum(nn.functional.softplus(self.down), dim=0).flip(0)
+        return torch.cat([down, torch.zeros(1, dtype=up.dtype), up])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        median = self.location(x)
+        scale = torch.exp(torch.clamp(self.spread(x), -10.0, 5.0))
+        return median.unsqueeze(-1) + scale.unsqueeze(-1) * self.shape()
+
+
+def build_quantile_model(
+    architecture: str,
+    n_tickers: int,
+    n_features: int,
+    hidden_size: int,
+    num_layers: int,
+    dropout: float,
+    levels: tuple[float, ...],
+) -> QuantileNetwork:
+    """`architecture` for the median and for the spread, under one `QuantileNetwork` head."""
+    sizes = (n_tickers, n_features, hidden_size, num_layers, dropout)
+    return QuantileNetwork(build_model(architecture, *sizes), build_model(architecture, *sizes), tuple(levels))

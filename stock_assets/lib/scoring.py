@@ -306,7 +306,7 @@ FAMILIES = ("baseline", "LSTM", "drill")
 
 def served_by(kind: str) -> str:
     """The family of a model kind: a baseline, a drill's deliberately degraded model, or an LSTM."""
-    if kind in ("persistence", "drift"):
+    if kind in ("persistence", "drift", "garch"):
         return "baseline"
     return "drill" if str(kind).startswith("drill") else "LSTM"
 

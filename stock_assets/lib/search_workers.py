@@ -122,7 +122,7 @@ def run_workers(
     running: list[_Worker] = []
     with tempfile.TemporaryDirectory(prefix="search-workers-") as tmp:
         folder = Path(tmp)
-        np.savez(folder / "arrays.npz", **{key: np.asarray(arrays[key]) for key in SEARCHED_ARRAYS})
+        np.savez(folder / "arrays.npz", **{key: np.asarray(arrays[key]) for key in SEARCHED_ARRAYS if key in arrays})
         env = {
             **os.environ,
             WORKER_STORAGE_ENV: storage_url,
@@ -218,7 +218,7 @@ def worker_main(argv: list[str] | None = None) -> int:
             pruner=make_pruner(),
         )
         with np.load(args.arrays, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in SEARCHED_ARRAYS}
+            arrays = {key: data[key] for key in SEARCHED_ARRAYS if key in data}
         space, budget = _space_and_budget(study, args.n_trials, args.timeout, args.seed)
         fingerprint = search_fingerprint(arrays, space, budget)[0]
         if study.user_attrs.get(FINGERPRINT_ATTR) != fingerprint:

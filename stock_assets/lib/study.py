@@ -64,7 +64,7 @@ def suggest_params(trial, space: SearchSpace) -> dict:
 
 
 # The arrays a trial trains and validates on (`fit_model`).
-SEARCHED_ARRAYS = ("scaled_features", "scaled_targets", "train", "validation")
+SEARCHED_ARRAYS = ("scaled_features", "scaled_targets", "train", "validation", "levels")  # levels: when given
 FINGERPRINT_ATTR = "search_fingerprint"
 
 
@@ -72,7 +72,7 @@ def search_fingerprint(arrays: dict[str, np.ndarray], space: SearchSpace, budget
     """(short hash, description) of what a trial's value depends on: the search space, the epochs
     budget and the data. Not n_trials, the timeout or the seed: changing those resumes a search."""
     data = hashlib.sha256()
-    for key in SEARCHED_ARRAYS:
+    for key in (k for k in SEARCHED_ARRAYS if k in arrays):
         array = np.ascontiguousarray(arrays[key])
         data.update(f"{key}{array.dtype}{array.shape}".encode())
         data.update(array.tobytes())

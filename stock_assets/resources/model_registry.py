@@ -29,6 +29,8 @@ from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import PrivateAttr
 
 from stock_assets.lib.contracts import ModelRef, Preprocessing, Promotion
+from stock_assets.lib.forecasters import BaselineForecaster
+from stock_assets.resources import baseline_flavor
 from stock_assets.resources.pt2_archive import Pt2ArchiveError, check_pickle_free
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -194,7 +196,7 @@ class ModelRegistryResource(ConfigurableResource):
         MLflow run, register it, and log `metrics` against the logged model (its `model_id`).
 
         LSTMs and baselines go through here alike, so every served model loads the same way."""
-        mlflow = self.configured_mlflow()
+        self.configured_mlflow()
         from mlflow import pytorch as mlflow_pytorch
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -213,20 +215,39 @@ class ModelRegistryResource(ConfigurableResource):
                     registered_model_name=self.model_name,
                     serialization_format="pt2",
                 )
+        return self._registered(info, preprocessing.kind, partition, dagster_run_id, metrics)
+
+    def log_baseline(
+        self, forecaster: BaselineForecaster, partition: str, dagster_run_id: str, metrics: dict | None = None
+    ) -> ModelRef:
+        """Log a baseline forecaster (plain numbers, the `stock_assets_baseline` flavor) into the
+        active MLflow run and register it: served exactly like an LSTM, but with numpy alone."""
+        self.configured_mlflow()
+        from mlflow.models import Model
+
+        with contextlib.redirect_stderr(io.StringIO()):  # "Successfully registered ..." (see log_model)
+            info = Model.log(
+                artifact_path=None,
+                name="model",
+                flavor=baseline_flavor,
+                registered_model_name=self.model_name,
+                forecaster=forecaster.to_dict(),
+            )
+        return self._registered(info, forecaster.kind, partition, dagster_run_id, metrics)
+
+    def _registered(self, info, kind: str, partition: str, dagster_run_id: str, metrics: dict | None) -> ModelRef:
+        """Tag the version just registered and log `metrics` against its model id."""
+        mlflow = self.configured_mlflow()
         if metrics:
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, model_id=info.model_id)
         version = str(info.registered_model_version)
         client = self.client()
-        tags = {
-            "trained_for_partition": partition,
-            "dagster_run_id": dagster_run_id,
-            "model_kind": preprocessing.kind,
-        }
+        tags = {"trained_for_partition": partition, "dagster_run_id": dagster_run_id, "model_kind": kind}
         for key, value in tags.items():
             client.set_model_version_tag(self.model_name, version, key, value)
-        client.update_model_version(self.model_name, version, description=f"{preprocessing.kind} as of {partition}")
+        client.update_model_version(self.model_name, version, description=f"{kind} as of {partition}")
         run_id = mlflow.active_run().info.run_id
-        return ModelRef(self.model_name, version, run_id, partition, preprocessing.kind)
+        return ModelRef(self.model_name, version, run_id, partition, kind)
 
     def run_url(self, run_id: str) -> str:
         """Where to look at a run; shown in asset metadata, so never with a password."""
@@ -298,8 +319,9 @@ class ModelRegistryResource(ConfigurableResource):
             str(version), mv.run_id, (mv.tags or {}).get("model_kind"), partition, promoted_at, dagster_run_id
         )
 
-    def load(self, ref: ModelRef) -> tuple:
-        """(the exported pt2 program, its `Preprocessing`) from `models:/<name>/<version>` alone;
+    def load(self, ref: ModelRef):
+        """The forecaster `models:/<name>/<version>` alone holds: a `BaselineForecaster` (plain numbers,
+        numpy only) or a `NetworkForecaster` (the exported pt2 program and its `Preprocessing`);
         never unpickles.
 
         MLflow's loader is not used: it unpickles a `model.pth` found beside the program, or skips
@@ -314,6 +336,9 @@ class ModelRegistryResource(ConfigurableResource):
             root = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri))
         except (MlflowException, OSError) as exc:
             raise self._artifact_error(ref, f"its artifacts cannot be read ({_short(exc)})") from None
+        baseline = self._baseline(ref, root)
+        if baseline is not None:
+            return baseline
         program, preprocessing_path = self._model_files(ref, root)
         try:
             check_pickle_free(program)
@@ -328,7 +353,29 @@ class ModelRegistryResource(ConfigurableResource):
             model = torch.export.load(str(program)).module()
         except Exception as exc:  # torch raises many kinds on a damaged archive
             raise self._artifact_error(ref, f"its artifacts are corrupt ({_short(exc)})") from None
-        return model, preprocessing
+        from stock_assets.lib.network_forecaster import NetworkForecaster
+
+        return NetworkForecaster(model, preprocessing)
+
+    def _baseline(self, ref: ModelRef, root: Path) -> BaselineForecaster | None:
+        """The baseline forecaster under `root`, or None when the model is not of the baseline flavor."""
+        import yaml
+
+        try:
+            flavors = yaml.safe_load((root / MLMODEL_FILE).read_text())["flavors"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+            raise self._artifact_error(
+                ref, f"its {MLMODEL_FILE} file is missing or unreadable ({_short(exc)})"
+            ) from None
+        if baseline_flavor.FLAVOR_NAME not in flavors:
+            return None
+        try:
+            data = json.loads((root / flavors[baseline_flavor.FLAVOR_NAME]["data"]).read_text())
+            return BaselineForecaster.from_dict(data)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise self._artifact_error(
+                ref, f"its {baseline_flavor.FORECASTER_FILE} is corrupt ({_short(exc)})"
+            ) from None
 
     def _model_files(self, ref: ModelRef, root: Path) -> tuple[Path, Path | None]:
         """(data/model.pt2, the preprocessing file or None) under the model's artifacts, after

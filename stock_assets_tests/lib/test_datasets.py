@@ -21,7 +21,7 @@ from stock_assets.lib.datasets import (
     scale_targets,
     unscale_predictions,
 )
-from stock_assets.lib.evaluation import score_on_sessions
+from stock_assets.lib.evaluation import point_metrics
 
 COLUMNS = ["f_index", "f_noise", "f_const"]
 TICKERS = ["BBB", "AAA"]  # deliberately not alphabetical: the given order must be kept
@@ -268,8 +268,8 @@ def test_training_sets_keep_the_last_window_and_score_the_exact_next_session():
     assert len(arrays["dates"]) == 160 and arrays["dates"][-1] == dates[-1]
     assert arrays["holdout"].max() == 158  # the last session (no next close) is never a sample
     ends = arrays["holdout"]
-    perfect = np.log(arrays["close"][ends + 1] / arrays["close"][ends])
-    assert score_on_sessions(perfect, arrays, ends)["mae"] == pytest.approx(0.0, abs=1e-9)
-    persistence = score_on_sessions(None, arrays, ends)
+    perfect = np.log(arrays["close"][ends + 1] / arrays["close"][ends])[..., None]  # a one-level "distribution"
+    assert point_metrics(perfect, arrays, ends, (0.5,))["mae"] == pytest.approx(0.0, abs=1e-9)
+    persistence = point_metrics(None, arrays, ends, (0.5,))
     assert persistence["directional_accuracy"] == 0.0  # flat forecast vs a rising series
     assert scaler["parts"]["holdout"]["last"] == dates[-2] and scaler["fitted_sessions"]["first"] == arrays["dates"][0]

@@ -1,70 +1,83 @@
-"""The promotion gate on synthetic loss streams: better is promoted, equal and worse are rejected."""
+"""The promotion gate on synthetic quantile forecasts: a better spread is promoted, an equal one is
+rejected, a median worse than persistence's is rejected, and a champion that lost to the baseline
+hands over to it."""
 
 import numpy as np
 
-from stock_assets.lib.evaluation import gate_decision
+from stock_assets.lib.distributions import DEFAULT_LEVELS, normal_shape
+from stock_assets.lib.evaluation import SessionScores, better_baseline, gate_decision, score_quantiles
 
 RNG = np.random.default_rng(11)
-SESSIONS, TICKERS = 220, 4
+SESSIONS, TICKERS = 300, 4
+LEVELS = DEFAULT_LEVELS
 
 
-def losses(scale=1.0, base=None, noise=0.3):
-    """Absolute-error-like losses (sessions, tickers) sharing a market factor across tickers."""
-    if base is None:
-        market = RNG.gamma(2.0, 0.5, size=(SESSIONS, 1))
-        base = market * RNG.gamma(4.0, 0.25, size=(SESSIONS, TICKERS))
-    return base * scale * np.exp(RNG.normal(0, noise, size=base.shape) * 0.1), base
+def market(vol_ratio: float = 3.0):
+    """Closes whose daily volatility switches between calm and stormy regimes (a scale that can be known)."""
+    sigma = np.where(np.arange(SESSIONS + 1) // 30 % 2 == 0, 0.01, 0.01 * vol_ratio)[:, None]
+    returns = RNG.standard_normal((SESSIONS + 1, TICKERS)) * sigma
+    close = 100 * np.exp(np.cumsum(returns, axis=0))
+    return {"close": close, "tickers": np.array(list("ABCD"))}, sigma[:-1, 0]
 
 
-def test_a_clearly_better_candidate_is_promoted_with_a_small_p_value():
-    persistence, base = losses()
-    candidate, _ = losses(0.9, base)
-    verdict = gate_decision(candidate, None, persistence, alpha=0.10)
+def scores(arrays, sigma, median_shift=0.0):
+    """Quantiles with the given per-session scale, scored on the sessions after ends 0..SESSIONS-1."""
+    ends = np.arange(SESSIONS)
+    q = median_shift + sigma[:, None, None] * normal_shape(LEVELS)[None, None, :] * np.ones((1, TICKERS, 1))
+    return score_quantiles(q, arrays, ends, LEVELS)
+
+
+def persistence_abs(arrays):
+    close = arrays["close"]
+    return np.abs(close[1:] - close[:-1])
+
+
+def test_a_forecast_that_knows_the_scale_is_promoted_over_a_static_one():
+    arrays, sigma = market()
+    knows = scores(arrays, sigma)
+    static = scores(arrays, np.full(SESSIONS, sigma.mean()))
+    verdict = gate_decision(knows, None, static, persistence_abs(arrays), alpha=0.10)
     assert verdict.passed and verdict.p_value < 0.01 and verdict.n_sessions == SESSIONS
-    assert verdict.verdict.startswith("promoted (MAE candidate")
-    assert np.isnan(verdict.champion_mae)
+    assert verdict.verdict.startswith("promoted | pinball candidate")
+    assert verdict.candidate_pinball < verdict.baseline_pinball and np.isnan(verdict.champion_pinball)
 
 
-def test_an_equal_candidate_is_rejected_with_its_p_value():
-    persistence, base = losses()
-    candidate, _ = losses(1.0, base)
-    verdict = gate_decision(candidate, persistence, persistence, alpha=0.10)
-    assert not verdict.passed
-    assert "rejected" in verdict.verdict and f"p={verdict.p_value:.3f}" in verdict.verdict
+def test_an_equal_forecast_is_rejected_and_the_champion_holds():
+    arrays, sigma = market()
+    same = scores(arrays, sigma)
+    verdict = gate_decision(same, same, same, persistence_abs(arrays), alpha=0.10)
+    assert not verdict.passed and not verdict.champion_worse_than_baseline
+    assert "pinball not below the baseline's" in verdict.verdict and "takes over" not in verdict.verdict
 
 
-def test_a_worse_candidate_is_rejected_and_names_the_rivals_it_lost_to():
-    persistence, base = losses()
-    champion, _ = losses(0.95, base)
-    candidate, _ = losses(1.05, base)
-    verdict = gate_decision(candidate, champion, persistence, alpha=0.10)
-    assert not verdict.passed and verdict.p_value > 0.9
-    assert "MAE not below persistence's" in verdict.verdict and "MAE not below champion's" in verdict.verdict
-    assert verdict.champion_mae < verdict.persistence_mae < verdict.candidate_mae
+def test_a_better_spread_with_a_biased_median_is_rejected_by_the_point_rule():
+    arrays, sigma = market()
+    biased = scores(arrays, sigma, median_shift=0.004)  # knows the scale, but always calls "up"
+    static = scores(arrays, np.full(SESSIONS, sigma.mean()))
+    verdict = gate_decision(biased, None, static, persistence_abs(arrays), alpha=0.10)
+    assert verdict.candidate_mae > verdict.persistence_mae and verdict.point_p_value < 0.10
+    assert not verdict.passed and "median significantly worse than persistence's" in verdict.verdict
 
 
-def test_beating_a_weak_champion_is_not_enough_when_persistence_is_stronger():
-    persistence, base = losses()
-    champion, _ = losses(1.2, base)
-    candidate, _ = losses(1.05, base)
-    verdict = gate_decision(candidate, champion, persistence, alpha=0.10)
-    assert not verdict.passed and "MAE not below persistence's" in verdict.verdict
-    assert "DM vs persistence" in verdict.verdict  # the stronger rival is the one reported
-    assert verdict.champion_worse_than_persistence and "persistence takes over" in verdict.verdict
-
-
-def test_a_champion_at_least_as_good_as_persistence_holds_after_a_rejection():
-    persistence, base = losses()
-    champion, _ = losses(0.97, base)
-    candidate, _ = losses(1.0, base)
-    verdict = gate_decision(candidate, champion, persistence, alpha=0.10)
-    assert not verdict.passed and not verdict.champion_worse_than_persistence
-    assert "persistence takes over" not in verdict.verdict
-    tied = gate_decision(candidate, persistence, persistence, alpha=0.10)  # a persistence champion never yields
-    assert not tied.champion_worse_than_persistence
+def test_a_champion_worse_than_the_baseline_hands_over_after_a_rejection():
+    arrays, sigma = market()
+    baseline = scores(arrays, sigma)
+    champion = scores(arrays, sigma * 3)  # intervals three times too wide
+    candidate = scores(arrays, sigma * 2)
+    verdict = gate_decision(candidate, champion, baseline, persistence_abs(arrays), alpha=0.10)
+    assert not verdict.passed and verdict.champion_worse_than_baseline
+    assert "the baseline takes over" in verdict.verdict
 
 
 def test_non_finite_candidates_are_rejected():
-    persistence, _ = losses()
-    verdict = gate_decision(np.full_like(persistence, np.nan), None, persistence, alpha=0.10)
-    assert not verdict.passed
+    arrays, sigma = market()
+    baseline = scores(arrays, sigma)
+    broken = SessionScores(np.full_like(baseline.pinball, np.nan), baseline.abs_error)
+    assert not gate_decision(broken, None, baseline, persistence_abs(arrays), alpha=0.10).passed
+
+
+def test_another_baseline_replaces_persistence_ewma_only_when_significantly_better():
+    arrays, sigma = market()
+    reference = scores(arrays, np.full(SESSIONS, sigma.mean()))
+    assert better_baseline({"persistence": reference, "garch": scores(arrays, sigma)}, 0.10)[0] == "garch"
+    assert better_baseline({"persistence": reference, "garch": reference}, 0.10)[0] == "persistence"

@@ -26,13 +26,37 @@ class Plant:
         return (open, (self.marker, "w"))
 
 
-def log_constant(registry, log_returns, partition: str) -> ModelRef:
-    """Log and register a constant forecaster the way every model is logged, and promote it."""
-    from stock_assets.defs.champions import register_constant_model
+LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
+FEATURES = ["a", "b", "c"]
 
+
+def constant_program(log_returns):
+    """A tiny network-like program: the same quantiles (median `log_returns`, +-1%, +-2%) whatever the window."""
+    import torch
+    from torch import nn
+
+    class ConstantQuantiles(nn.Module):
+        def __init__(self):
+            super().__init__()
+            offsets = torch.tensor([-0.02, -0.01, 0.0, 0.01, 0.02])
+            self.register_buffer("q", torch.tensor(log_returns, dtype=torch.float32)[:, None] + offsets)
+
+        def forward(self, x):
+            return torch.zeros_like(x[:, -1, :, :1]) + self.q  # (batch, tickers, levels)
+
+    return ConstantQuantiles()
+
+
+def log_constant(registry, log_returns, partition: str) -> ModelRef:
+    """Log and register a network program the way every LSTM is logged, and promote it."""
+    from stock_assets.lib.contracts import Preprocessing
+
+    identity = Preprocessing.identity("lstm", TICKERS, FEATURES, partition)
+    pre = Preprocessing(**{**identity.__dict__, "levels": LEVELS})
+    example = np.zeros((2, 1, len(TICKERS), len(FEATURES)), dtype=np.float32)
     run_id = f"run-{partition}"
     with registry.mlflow_run_for(run_id, partition, "test"):
-        ref = register_constant_model(registry, "drift", np.asarray(log_returns), list(TICKERS), partition, run_id)
+        ref = registry.log_model(constant_program(log_returns), pre, example, partition, run_id)
     registry.promote(ref.version, partition, run_id)
     return registry.champion_as_of(partition)
 
@@ -63,9 +87,12 @@ def test_loads_the_exported_program_and_its_preprocessing(registry, champion):
     assert (champion.version, champion.partition) == ("2", SECOND)
     root = model_dir(registry, champion)
     assert sorted(str(p.relative_to(root)) for p in (root / "data").rglob("*")) == ["data/model.pt2"]
-    model, pre = registry.load(champion)
-    out = model(torch.zeros((3, 1, len(TICKERS), len(pre.feature_columns))))
-    assert out.shape == (3, 2) and np.allclose(out.numpy(), [0.003, 0.004])
+    forecaster = registry.load(champion)
+    pre = forecaster.preprocessing
+    out = forecaster.program(torch.zeros((3, 1, len(TICKERS), len(pre.feature_columns))))
+    assert out.shape == (3, 2, 5) and np.allclose(out.numpy()[:, :, 2], [0.003, 0.004])
+    quantiles = forecaster.forecast(np.zeros((4, 2, 3)), None, [-1])
+    assert quantiles.shape == (1, 2, 5) and np.allclose(quantiles[0, :, 2], [0.003, 0.004])
     assert list(pre.tickers) == TICKERS and pre.trained_through == SECOND
 
 
@@ -160,8 +187,7 @@ def test_deleted_artifacts_name_the_version_and_the_fix(registry, champion):
 
 def test_the_earlier_version_still_loads(registry, champion):
     (model_dir(registry, champion) / "data" / "model.pt2").unlink()
-    model, pre = registry.load(registry.champion_as_of(FIRST))
-    assert pre.trained_through == FIRST
+    assert registry.load(registry.champion_as_of(FIRST)).preprocessing.trained_through == FIRST
 
 
 @pytest.mark.parametrize(
@@ -219,3 +245,30 @@ def test_a_logged_model_alone_serves(registry, champion):
     assert "preprocessing.json" not in {a.path for a in registry.client().list_artifacts(champion.run_id)}
     requirements = (root / "requirements.txt").read_text()
     assert "torch==2.13.0" in requirements and "numpy==" in requirements
+
+
+def test_a_baseline_is_a_registered_model_of_plain_numbers_served_without_torch(registry, tmp_path):
+    """Baselines use the `stock_assets_baseline` flavor: JSON numbers, no pickle, and loading and
+    forecasting them imports neither torch nor the training stack."""
+    import subprocess
+    import sys
+
+    from stock_assets.defs.champions import register_baseline
+    from stock_assets.lib.forecasters import gaussian_baseline
+
+    baseline = gaussian_baseline("persistence", [0.0, 0.0], TICKERS, LEVELS, 0.94, FIRST)
+    with registry.mlflow_run_for("run-b", FIRST, "test"):
+        ref = register_baseline(registry, baseline, FIRST, "run-b")
+    root = model_dir(registry, ref)
+    assert {"MLmodel", "forecaster.json"} <= {p.name for p in root.iterdir()} and not (root / "data").exists()
+    assert registry.load(ref) == baseline
+    code = (
+        "import sys, numpy as np; from stock_assets.resources.model_registry import ModelRegistryResource; "
+        "from stock_assets.lib.contracts import ModelRef; "
+        f"r = ModelRegistryResource(tracking_uri={registry.resolved_tracking_uri()!r}); "
+        f"f = r.load(ModelRef('stock_lstm', {ref.version!r}, {ref.run_id!r})); "
+        "q = f.forecast(None, 100 * np.exp(np.cumsum(np.full((60, 2), 0.01), axis=0)), [-1]); "
+        "print(q.shape, sorted(m for m in ('torch', 'optuna', 'arch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.strip() == "(1, 2, 5) []"

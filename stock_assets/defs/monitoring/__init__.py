@@ -6,4 +6,6 @@ from stock_assets.settings import Settings
 
 
 def build_defs(settings: Settings, partitions: PartitionsDefinition) -> Definitions:
-    return Definitions(assets=[build_performance_log(partitions)], sensors=[retraining_sensor])
+    return Definitions(
+        assets=[build_performance_log(partitions, settings.forecast.quantiles)], sensors=[retraining_sensor]
+    )

@@ -9,6 +9,6 @@ from stock_assets.settings import Settings
 def build_defs(settings: Settings, partitions: PartitionsDefinition) -> Definitions:
     return Definitions(
         assets=build_training_assets(settings, partitions),
-        asset_checks=build_training_checks(partitions),
+        asset_checks=build_training_checks(partitions, settings.forecast.ewma_lambda),
         jobs=[build_retraining_job(partitions)],
     )

@@ -5,6 +5,7 @@
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckKey,
@@ -21,15 +22,16 @@ from dagster import (
     multi_asset,
 )
 
-from stock_assets.defs.champions import fall_back_to_persistence
+from stock_assets.defs.champions import fall_back_to_baseline
 from stock_assets.defs.lookback import SessionLookback
-from stock_assets.defs.plots import line_plot, markdown_image
+from stock_assets.defs.plots import calibration_chart_png, fan_chart_png, line_plot, markdown_image
 from stock_assets.defs.training.config import build_training_configs
 from stock_assets.lib.contracts import CandidateModel, GateMetadata, Preprocessing, ProductionModel
 from stock_assets.lib.indicators import FEATURE_COLUMNS
 from stock_assets.resources.basket import BasketResource
 from stock_assets.resources.model_registry import CHALLENGER, ModelRegistryResource
 from stock_assets.resources.optuna_storage import OptunaStorageResource
+from stock_assets.resources.warehouse import WarehouseResource
 from stock_assets.settings import Settings
 
 UPSTREAM = (AssetKey("processed_features"), AssetKey("raw_prices"))
@@ -40,6 +42,7 @@ def build_training_assets(settings: Settings, partitions: PartitionsDefinition) 
     DatasetConfig, SearchConfig, FitConfig = configs.dataset, configs.search, configs.fit
     max_seq = max(settings.training.sequence_lengths)
     window = settings.training.training_window
+    forecast = settings.forecast
 
     @multi_asset(
         partitions_def=partitions,
@@ -74,6 +77,7 @@ def build_training_assets(settings: Settings, partitions: PartitionsDefinition) 
         scaler, arrays = build_training_sets(
             processed_features, raw_prices, list(basket.tickers), FEATURE_COLUMNS, config.training_window, max_seq
         )
+        arrays["levels"] = np.asarray(forecast.quantiles, dtype=np.float64)  # what the networks learn to predict
         parts = scaler["parts"]
         context.add_output_metadata(
             {
@@ -127,7 +131,7 @@ def build_training_assets(settings: Settings, partitions: PartitionsDefinition) 
         """A multi-ticker LSTM fitted as of D with the best params (early-stopped on validation, best
         weights restored), scored on the holdout, logged to MLflow as an exported (pt2) program with
         its preprocessing beside it, registered and aliased `challenger`. Promotion is not its job."""
-        return fit_candidate(context, config, scaled_sets, scalers, best_params, model_registry)
+        return fit_candidate(context, config, scaled_sets, scalers, best_params, model_registry, forecast.ewma_lambda)
 
     @asset(
         partitions_def=partitions,
@@ -137,12 +141,16 @@ def build_training_assets(settings: Settings, partitions: PartitionsDefinition) 
         output_required=False,
     )
     def production_model(
-        context: AssetExecutionContext, candidate_model: CandidateModel, model_registry: ModelRegistryResource
+        context: AssetExecutionContext,
+        candidate_model: CandidateModel,
+        model_registry: ModelRegistryResource,
+        basket: BasketResource,
+        warehouse: WarehouseResource,
     ):
         """The promotion made as of D: alias `champion` moved to the candidate that passed the gate, or
-        to persistence when the gate found the champion worse than it. Not materialized when the gate
-        rejected the candidate and the champion holds; refuses without an evaluation of it."""
-        yield from promote_candidate(context, candidate_model, model_registry)
+        to the best baseline when the gate found the champion worse than it. Not materialized when the
+        gate rejected the candidate and the champion holds; refuses without an evaluation of it."""
+        yield from promote_candidate(context, candidate_model, model_registry, basket, warehouse, settings)
 
     return [training_datasets, best_params, candidate_model, production_model]
 
@@ -203,14 +211,17 @@ def search_best_params(context, config, scaled_sets: dict, model_registry, optun
 
 
 def fit_candidate(
-    context, config, scaled_sets: dict, scalers: dict, best_params: dict, model_registry
+    context, config, scaled_sets: dict, scalers: dict, best_params: dict, model_registry, ewma_lambda: float
 ) -> CandidateModel:
     from stock_assets.lib.datasets import cut_windows, next_session_log_returns
-    from stock_assets.lib.evaluation import predict_log_returns, score_on_sessions
+    from stock_assets.lib.evaluation import point_metrics, score_quantiles
     from stock_assets.lib.fitting import calibrate_shrinkage, choose_device, fit_model
+    from stock_assets.lib.forecasters import PERSISTENCE, fit_baseline
+    from stock_assets.lib.network_forecaster import NetworkForecaster
 
     partition = context.partition_key
     params = best_params["params"]
+    levels = tuple(float(v) for v in scaled_sets["levels"])
     result = fit_model(scaled_sets, params, max_epochs=config.max_epochs, patience=config.patience, seed=config.seed)
     seq = int(params["sequence_length"])
     preprocessing = Preprocessing(
@@ -220,20 +231,32 @@ def fit_candidate(
         sequence_length=seq,
         scaler=scalers,
         trained_through=partition,
+        levels=levels,
     )
-    # Shrink towards persistence on validation: a network without signal collapses to the baseline
-    # (docs/decisions.md, "Shrinkage and a fair chance for the LSTMs").
+    # Shrink the median towards persistence on validation: a network without signal in the level
+    # collapses to the baseline's median (docs/decisions.md, "Shrinkage and a fair chance for the LSTMs").
     validation = scaled_sets["validation"]
     realised = next_session_log_returns(scaled_sets["close"])[validation]
-    shrinkage = calibrate_shrinkage(predict_log_returns(result.model, preprocessing, scaled_sets, validation), realised)
+    unshrunk = NetworkForecaster(result.model, preprocessing).forecast(scaled_sets["features"], None, validation)
+    shrinkage = calibrate_shrinkage(unshrunk[..., levels.index(0.5)], realised)
     preprocessing = preprocessing.with_shrinkage(shrinkage)
     holdout = scaled_sets["holdout"]
-    metrics = score_on_sessions(
-        predict_log_returns(result.model, preprocessing, scaled_sets, holdout), scaled_sets, holdout
+    quantiles = NetworkForecaster(result.model, preprocessing).forecast(scaled_sets["features"], None, holdout)
+    train_end = int(scaled_sets["train"].max()) + 1
+    baseline = fit_baseline(
+        PERSISTENCE, scaled_sets["close"][: train_end + 1], preprocessing.tickers, levels, ewma_lambda, partition
     )
-    persistence = score_on_sessions(None, scaled_sets, holdout)
+    baseline_quantiles = baseline.forecast(None, scaled_sets["close"], holdout)
+    scores, baseline_scores = (
+        score_quantiles(q, scaled_sets, holdout, levels) for q in (quantiles, baseline_quantiles)
+    )
+    metrics = {**point_metrics(quantiles, scaled_sets, holdout, levels), "pinball": float(np.nanmean(scores.pinball))}
+    persistence = {
+        **point_metrics(None, scaled_sets, holdout, levels),
+        "pinball": float(np.nanmean(baseline_scores.pinball)),  # persistence's median with the EWMA spread
+    }
     losses = {"train": [h["train_loss"] for h in result.history], "validation": [h["val_loss"] for h in result.history]}
-    curve = line_plot(losses, f"candidate {partition}", "epoch", "validation MSE (scaled)")
+    curve = line_plot(losses, f"candidate {partition}", "epoch", "validation pinball loss (scaled)")
 
     with model_registry.mlflow_run_for(context.run_id, partition, context.job_name) as run_id:
         mlflow = model_registry.configured_mlflow()
@@ -246,9 +269,16 @@ def fit_candidate(
             f"persistence_{k}": float(v) for k, v in persistence.items() if k != "directional_accuracy"
         }
         mlflow.log_metrics({**holdout_metrics, **persistence_metrics})  # the run's table, as before
+        rows = holdout_rows(scaled_sets, holdout, levels, quantiles, baseline_quantiles)
+        charts = {
+            "loss_curve.png": curve,
+            "fan_chart.png": fan_chart_png(rows, f"candidate {partition}: holdout forecasts"),
+            "calibration.png": calibration_chart_png(rows, f"candidate {partition}: holdout calibration"),
+        }
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "loss_curve.png").write_bytes(curve)
-            mlflow.log_artifact(str(Path(tmp) / "loss_curve.png"))
+            for name, png in charts.items():
+                (Path(tmp) / name).write_bytes(png)
+                mlflow.log_artifact(str(Path(tmp) / name))
         example = cut_windows(scaled_sets["scaled_features"], holdout[:2], seq)
         # The holdout scores also go against the logged model itself (its model_id).
         ref = model_registry.log_model(
@@ -265,6 +295,8 @@ def fit_candidate(
         {
             "model": ref.label,
             "mlflow_run": model_registry.run_url(run_id),
+            "holdout_pinball": metrics["pinball"],
+            "baseline_pinball": persistence["pinball"],
             "holdout_mae": metrics["mae"],
             "persistence_mae": persistence["mae"],
             "holdout_directional_accuracy": metrics["directional_accuracy"],
@@ -286,11 +318,31 @@ def fit_candidate(
     )
 
 
-def promote_candidate(context, candidate_model: CandidateModel, model_registry):
+def holdout_rows(scaled_sets: dict, ends, levels, quantiles, baseline_quantiles) -> pd.DataFrame:
+    """The holdout forecasts as performance-log-like rows (price quantiles, actual close) for the charts."""
+    from stock_assets.lib.distributions import price_quantiles, quantile_column
+
+    close, dates, tickers = scaled_sets["close"], scaled_sets["dates"], [str(t) for t in scaled_sets["tickers"]]
+    columns = {}
+    for prefix, q in (("", quantiles), ("baseline_", baseline_quantiles)):
+        prices = price_quantiles(close[ends], q)  # (sessions, tickers, levels)
+        for i, level in enumerate(levels):
+            columns[prefix + quantile_column(level)] = prices[..., i].ravel()
+    return pd.DataFrame(
+        {
+            "target_date": np.repeat([str(dates[e + 1]) for e in ends], len(tickers)),
+            "ticker": np.tile(tickers, len(ends)),
+            "actual_close": close[ends + 1].ravel(),
+            **columns,
+        }
+    )
+
+
+def promote_candidate(context, candidate_model: CandidateModel, model_registry, basket, warehouse, settings):
     """Move `champion` to the candidate if, and only if, the latest gate evaluation passed for it.
 
     A rejection by the gate is a normal outcome: nothing is materialized and the run succeeds, unless
-    the gate found the champion worse than persistence: then persistence is promoted. With
+    the gate found the champion worse than the best baseline: then that baseline is promoted. With
     no evaluation of this candidate at all (e.g. only this asset selected), promotion is refused.
     """
     partition = context.partition_key
@@ -309,7 +361,9 @@ def promote_candidate(context, candidate_model: CandidateModel, model_registry):
     if evaluation.passed:
         promotion = model_registry.promote(candidate_model.version, partition, context.run_id)
     elif gate.fallback_to_persistence:
-        promotion = fall_back_to_persistence(context, partition, list(candidate_model.tickers), model_registry)
+        promotion = fall_back_to_baseline(
+            context, gate.fallback_kind, partition, basket, warehouse, model_registry, settings
+        )
     else:
         return
     champion = promotion.ref(model_registry.model_name)

@@ -3,6 +3,7 @@ holidays, and a clear failure when no champion exists."""
 
 import datetime as dt
 
+import numpy as np
 import pytest
 
 from stock_assets.defs import build_definitions
@@ -29,42 +30,51 @@ def table(settings, name, column, first="0000", last="9999"):
     return get_warehouse(settings.warehouse_url).read_range(name, column, first, last)
 
 
-def test_predictions_right_after_a_backfill_are_served_by_the_better_baseline(defs, instance, history):
+def test_predictions_right_after_a_backfill_are_distributions_of_the_persistence_ewma_baseline(defs, instance, history):
     assert run_daily(defs, instance, "2006-03-01").success  # no retraining has ever run
     registry = defs.resources["model_registry"]
     champion = registry.champion_as_of("2006-03-01")
-    assert champion.kind in ("persistence", "drift") and champion.partition == "2006-03-01"
+    assert champion.kind == "persistence" and champion.partition == "2006-03-01"
     versions = {v.version: v.tags["model_kind"] for v in registry.client().search_model_versions("name = 'stock_lstm'")}
-    assert sorted(versions.values()) == ["drift", "persistence"]
+    assert list(versions.values()) == ["persistence"]  # the first champion; drift never serves unjudged
     predictions = table(history, "daily_predictions", "prediction_date")
     assert len(predictions) == 4 and set(predictions["model_kind"]) == {champion.kind}
     assert set(predictions["model_version"]) == {champion.version}
-    if champion.kind == "persistence":
-        assert (predictions["predicted_close"] == predictions["last_close"]).all()
+    assert (predictions["predicted_close"] == predictions["last_close"]).all()  # persistence's median
+    quantiles = predictions[["q05", "q25", "q50", "q75", "q95"]].to_numpy()
+    assert (quantiles > 0).all() and (np.diff(quantiles, axis=1) > 0).all()  # positive, never crossing
+    assert np.allclose(predictions["q50"], predictions["predicted_close"])
+    assert (predictions["predicted_volatility"].between(0.003, 0.08)).all()  # daily log-return scale
+    assert (predictions["calibration_scale"] == 1.0).all()  # nothing scored yet
+    # The served baseline is the persistence-EWMA reference itself: both columns agree.
+    assert np.allclose(
+        quantiles,
+        predictions[["baseline_q05", "baseline_q25", "baseline_q50", "baseline_q75", "baseline_q95"]],
+        rtol=0.05,
+    )
     # The next session scores them; the baseline stays the champion (no second registration).
     assert run_daily(defs, instance, "2006-03-02").success
     log = table(history, "performance_log", "target_date")
     assert len(log) == 4 and set(log["model_kind"]) == {champion.kind}
-    assert len(registry.client().search_model_versions("name = 'stock_lstm'")) == 2
+    assert len(registry.client().search_model_versions("name = 'stock_lstm'")) == 1
 
 
 @pytest.mark.slow
 def test_predictions_use_the_champion_as_of_their_date_and_fridays_are_scored_on_monday(defs, instance, history):
-    assert run_daily(defs, instance, "2006-03-02").success  # baselines v1, v2; the better one is champion
+    assert run_daily(defs, instance, "2006-03-02").success  # the persistence-EWMA baseline v1 is champion
     registry = defs.resources["model_registry"]
     baseline = registry.champion_as_of("2006-03-02").version
-    later = run_retraining(
-        defs, instance, "2006-03-03"
-    )  # an LSTM v3; promote it for 03-03 if the gate kept the baseline
+    later = run_retraining(defs, instance, "2006-03-03")  # an LSTM; promote it for 03-03 if the gate kept the baseline
+    lstm = registry.alias("challenger").version
     if not later["promoted"]:
-        registry.promote("3", "2006-03-03", "test")
+        registry.promote(lstm, "2006-03-03", "test")
 
     for day in ["2006-03-02", "2006-03-03", "2006-03-06"]:  # Thursday, Friday, Monday
         assert run_daily(defs, instance, day).success
     predictions = table(history, "daily_predictions", "prediction_date")
     by_day = predictions.groupby("prediction_date")["model_version"].unique().to_dict()
     assert list(by_day["2006-03-02"]) == [baseline]  # before the LSTM's promotion: never a later model
-    assert list(by_day["2006-03-03"]) == ["3"] and list(by_day["2006-03-06"]) == ["3"]
+    assert list(by_day["2006-03-03"]) == [lstm] and list(by_day["2006-03-06"]) == [lstm]
     friday = predictions[predictions["prediction_date"] == "2006-03-03"]
     assert set(friday["target_date"]) == {"2006-03-06"} and sorted(friday["ticker"]) == ["AAPL", "GOOG", "IBM", "MSFT"]
 
@@ -83,7 +93,7 @@ def test_predictions_use_the_champion_as_of_their_date_and_fridays_are_scored_on
     note = instance.get_latest_materialization_event(defs.resolve_assets_def("performance_log").key)
     assert note.asset_materialization.partition == "2006-03-06"
     meta = note.asset_materialization.metadata
-    assert meta["rolling_samples"].value == 8 and meta["champion_version"].value == "3"
+    assert meta["rolling_samples"].value == 8 and meta["champion_version"].value == lstm
     assert meta["detector_statistic"].value == 0.0 and not meta["detector_fired"].value  # still warming up
 
 

@@ -52,7 +52,11 @@ def test_retraining_tracks_everything_and_the_gate_judges_the_first_candidate(de
     meta = {k: v.value for k, v in check.metadata.items()}
     assert meta["partition"] == D1 and meta["candidate_version"] == "1" and meta["champion"] == "none yet"
     assert check.partition == D1  # partitioned like candidate_model: the UI shows the session
-    assert {"candidate_mae", "champion_mae", "persistence_mae", "dm_statistic", "p_value", "n_sessions"} <= set(meta)
+    assert {"candidate_pinball", "champion_pinball", "baseline_pinball", "candidate_mae", "persistence_mae"} <= set(
+        meta
+    )
+    assert {"dm_statistic", "p_value", "point_p_value", "n_sessions", "baseline"} <= set(meta)
+    assert meta["fallback_kind"] in ("persistence", "garch")
     assert 0.0 <= meta["p_value"] <= 1.0 and meta["n_sessions"] >= 15
     expected = {"scalers", "scaled_sets", "best_params", "candidate_model"}
     assert materialized(result) == expected | ({"production_model"} if check.passed else set())
@@ -87,7 +91,8 @@ def test_retraining_tracks_everything_and_the_gate_judges_the_first_candidate(de
     assert preprocessing["trained_through"] == D1 and preprocessing["sequence_length"] in (5, 10)
     assert preprocessing["shrinkage"] == pytest.approx(run.data.metrics["shrinkage"])
     # The holdout scores are logged against the model itself, not only the run.
-    logged = mlflow.get_logged_model(client.get_model_version("stock_lstm", challenger.version).model_id)
+    source = client.get_model_version("stock_lstm", challenger.version).source  # models:/<model id>
+    logged = mlflow.get_logged_model(source.rsplit("/", 1)[-1])
     assert {m.key for m in logged.metrics} >= {"holdout_mae", "persistence_mae"}
 
     # The registered model loads with pickle deserialization disabled (conftest sets it) and predicts.
@@ -113,14 +118,16 @@ def test_a_rejection_leaves_the_champion_and_cannot_be_bypassed(defs, registry, 
     again = retrain(defs, instance, D1)
     assert again.success
     check = gate(again)
-    assert not check.passed and "rejected" in check.description and "MAE not below champion's" in check.description
+    assert not check.passed and "rejected" in check.description
+    assert "pinball not below the champion's" in check.description
     assert f"p={check.metadata['p_value'].value:.3f}" in check.description
     meta = {k: v.value for k, v in check.metadata.items()}
-    assert meta["champion_mae"] == pytest.approx(meta["candidate_mae"])
-    if meta["champion_mae"] > meta["persistence_mae"]:  # v1 lost to the naive forecast: persistence serves
-        assert meta["fallback_to_persistence"] and "persistence takes over" in check.description
+    assert meta["champion_pinball"] == pytest.approx(meta["candidate_pinball"])
+    if meta["champion_pinball"] > meta["baseline_pinball"]:  # v1 lost to the baseline: the baseline serves
+        assert meta["fallback_to_persistence"] and "the baseline takes over" in check.description
         assert "production_model" in materialized(again)
-        assert registry.alias("champion").kind == "persistence" and registry.champion_as_of(D1).kind == "persistence"
+        kind = meta["fallback_kind"]
+        assert registry.alias("champion").kind == kind and registry.champion_as_of(D1).kind == kind
         return
     assert not meta["fallback_to_persistence"] and "production_model" not in materialized(again)
     assert registry.alias("champion").version == "1" and registry.alias("challenger").version == "2"
@@ -158,12 +165,12 @@ def test_a_champion_worse_than_persistence_is_replaced_even_when_the_candidate_i
     check = gate(result)
     meta = {k: v.value for k, v in check.metadata.items()}
     assert meta["champion"].startswith(f"{drill.label}, promoted for {D1}")
-    assert meta["champion_mae"] > 1.5 * meta["persistence_mae"]
+    assert meta["champion_pinball"] > 1.5 * meta["baseline_pinball"]
     assert "production_model" in materialized(result)
     champion = registry.champion_as_of(D1)
     assert champion.kind != DRILL_KIND and registry.alias("champion").version == champion.version
     if check.passed:  # the candidate beat both significantly: it serves
         assert champion.version == meta["candidate_version"]
     else:
-        assert meta["fallback_to_persistence"] and champion.kind == "persistence"
-        assert "persistence takes over" in check.description
+        assert meta["fallback_to_persistence"] and champion.kind == meta["fallback_kind"]
+        assert "the baseline takes over" in check.description

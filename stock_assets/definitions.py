@@ -14,5 +14,7 @@ def defs() -> dg.Definitions:
     from stock_assets.defs import build_definitions
     from stock_assets.settings import load_settings
 
-    scaffolded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    project = next((p for p in Path(__file__).parents if (p / "pyproject.toml").is_file()), None)
+    # Installed as a wheel (no project folder, nothing scaffolded) there is nothing more to load.
+    scaffolded = dg.load_from_defs_folder(path_within_project=project) if project else dg.Definitions()
     return dg.Definitions.merge(build_definitions(load_settings()), scaffolded)

@@ -131,8 +131,9 @@ class Warehouse:
             stored, given = set(existing.columns.keys()), set(frame.columns)
             if stored != given:
                 raise WarehouseError(
-                    f"table {table}: columns changed (missing {sorted(stored - given)}, new {sorted(given - stored)}); "
-                    f"drop or migrate the table before writing the new schema"
+                    f"table {table}: columns changed (missing {sorted(stored - given)}, new {sorted(given - stored)}): "
+                    "the store was made by an earlier release (or other forecast.quantiles). Nothing was written. "
+                    "Run `make clean` (removes the local home) or drop the table, then re-materialize"
                 )
             return existing
         columns = [sa.Column(name, _sql_type(frame[name].dtype)) for name in frame.columns]

@@ -272,3 +272,24 @@ def test_a_baseline_is_a_registered_model_of_plain_numbers_served_without_torch(
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.strip() == "(1, 2, 5) []"
+
+
+def test_a_garch_baseline_round_trips_through_the_registry_as_plain_numbers(registry):
+    """Fitted at retraining with `arch`, registered, loaded back and served by the numpy recursion:
+    the same quantiles, nothing pickled."""
+    from stock_assets.defs.champions import register_baseline
+    from stock_assets.lib.forecasters import GARCH, fit_baseline
+
+    rng = np.random.default_rng(3)
+    close = 100 * np.exp(np.cumsum(rng.standard_t(6, size=(600, 2)) * 0.01, axis=0))
+    garch = fit_baseline(GARCH, close, TICKERS, LEVELS, 0.94, FIRST)
+    assert len(garch.garch) == 2 and all(0 < p["alpha"] + p["beta"] < 1 for p in garch.garch)
+    with registry.mlflow_run_for("run-g", FIRST, "test"):
+        ref = register_baseline(registry, garch, FIRST, "run-g")
+    loaded = registry.load(ref)
+    assert loaded == garch and ref.kind == "garch"
+    q = loaded.forecast(None, close, [-1, -2])
+    assert q.shape == (2, 2, 5) and (np.diff(q, axis=-1) > 0).all()
+    np.testing.assert_allclose(q, garch.forecast(None, close, [-1, -2]))
+    forecaster_file = json.loads((model_dir(registry, ref) / "forecaster.json").read_text())
+    assert forecaster_file["kind"] == "garch" and set(forecaster_file["garch"][0]) >= {"omega", "alpha", "beta", "nu"}

@@ -56,10 +56,13 @@ def test_missing_partitions_are_named_and_empty_ones_are_not_missing(warehouse):
     assert len(warehouse.read_partitions("t", "date", [KEYS[3]])) == 0
 
 
-def test_schema_change_is_refused(warehouse):
+def test_schema_change_is_refused_naming_make_clean(warehouse):
+    """A home made by an earlier release (e.g. point forecasts, before the quantile columns) is refused
+    with the fix named, and keeps its rows."""
     warehouse.write_partitions("t", rows(KEYS[:1]), "date", KEYS[:1])
-    with pytest.raises(WarehouseError, match=r"columns changed \(missing \['volume'\], new \['extra'\]\)"):
+    with pytest.raises(WarehouseError, match=r"columns changed \(missing \['volume'\], new \['extra'\]\)") as caught:
         warehouse.write_partitions("t", rows(KEYS[:1]).drop(columns="volume").assign(extra=1), "date", KEYS[:1])
+    assert "earlier release" in str(caught.value) and "Run `make clean`" in str(caught.value)
     assert count(warehouse) == 2
 
 

@@ -2,12 +2,13 @@
 STOCK_ASSETS_* variables: tickers, source, csv_path, home), the way a user judges it on their data.
 
 1. one single-run backfill of raw_prices + processed_features over [--first, --last];
-2. daily_job for the session before the replay: with no champion yet, the better baseline is promoted;
+2. daily_job for the session before the replay: with no champion yet, the persistence-EWMA baseline is promoted;
 3. a first retraining as of that session: an LSTM candidate judged by the promotion gate;
 4. a replay of the last --sessions sessions the way the schedule and the daemon run them: daily_job
    every session, retraining_sensor after each, the retrainings it requests (and, with --drill-after,
    a deliberately biased champion installed mid-way that the detector must catch);
-5. the scorecard: served forecasts against persistence and the up-share on the same rows, and what
+5. the scorecard: served forecasts against persistence, the persistence-EWMA baseline, the static interval
+   and the up-share on the same rows (point and interval rows), and what
    the sensor and the gate decided.
 """
 

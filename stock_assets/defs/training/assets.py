@@ -26,7 +26,14 @@ from stock_assets.defs.champions import fall_back_to_baseline
 from stock_assets.defs.lookback import SessionLookback
 from stock_assets.defs.plots import calibration_chart_png, fan_chart_png, line_plot, markdown_image
 from stock_assets.defs.training.config import build_training_configs
-from stock_assets.lib.contracts import CandidateModel, GateMetadata, Preprocessing, ProductionModel
+from stock_assets.lib.contracts import (
+    CandidateModel,
+    GateMetadata,
+    PartBounds,
+    Preprocessing,
+    ProductionModel,
+    TrainingSetIndex,
+)
 from stock_assets.lib.indicators import FEATURE_COLUMNS
 from stock_assets.resources.basket import BasketResource
 from stock_assets.resources.model_registry import CHALLENGER, ModelRegistryResource
@@ -78,24 +85,33 @@ def build_training_assets(settings: Settings, partitions: PartitionsDefinition) 
             processed_features, raw_prices, list(basket.tickers), FEATURE_COLUMNS, config.training_window, max_seq
         )
         arrays["levels"] = np.asarray(forecast.quantiles, dtype=np.float64)  # what the networks learn to predict
-        parts = scaler["parts"]
+        index = TrainingSetIndex(
+            first_session=str(arrays["dates"][0]),
+            last_session=str(arrays["dates"][-1]),
+            sessions=len(arrays["dates"]),
+            tickers=tuple(scaler["tickers"]),
+            feature_columns=tuple(scaler["feature_columns"]),
+            embargo_sessions=max_seq,
+            **{part: PartBounds.from_dict(bounds) for part, bounds in scaler["parts"].items()},
+        )
+        parts = MetadataValue.json({part: bounds.to_dict() for part, bounds in index.parts.items()})
         context.add_output_metadata(
             {
                 "fitted_on": f"{scaler['fitted_sessions']['first']}..{scaler['fitted_sessions']['last']}",
-                "tickers": ", ".join(scaler["tickers"]),
-                "features": len(scaler["feature_columns"]),
-                "parts": MetadataValue.json(parts),
+                "tickers": ", ".join(index.tickers),
+                "features": len(index.feature_columns),
+                "parts": parts,
             },
             output_name="scalers",
         )
         context.add_output_metadata(
             {
-                "sessions": len(arrays["dates"]),
-                "first_session": str(arrays["dates"][0]),
-                "last_session": str(arrays["dates"][-1]),
-                "embargo_sessions": max_seq,
-                **{f"{part}_samples": info["samples"] for part, info in parts.items()},
-                "parts": MetadataValue.json(parts),
+                "sessions": index.sessions,
+                "first_session": index.first_session,
+                "last_session": index.last_session,
+                "embargo_sessions": index.embargo_sessions,
+                **{f"{part}_samples": bounds.samples for part, bounds in index.parts.items()},
+                "parts": parts,
                 "stored_mb": round(sum(a.nbytes for a in arrays.values()) / 1e6, 2),
             },
             output_name="scaled_sets",

@@ -99,9 +99,13 @@ def test_retraining_tracks_everything_and_the_gate_judges_the_first_candidate(de
     import numpy as np
     import torch
 
-    model, pre = registry.load(registry.alias("challenger"))
+    forecaster = registry.load(registry.alias("challenger"))
+    pre = forecaster.preprocessing
     x = np.zeros((3, pre.sequence_length, 4, len(pre.feature_columns)), dtype="float32")
-    assert tuple(model(torch.from_numpy(x)).shape) == (3, 4)
+    assert tuple(forecaster.program(torch.from_numpy(x)).shape) == (3, 4, 5)  # (batch, tickers, levels)
+    assert pre.levels == (0.05, 0.25, 0.5, 0.75, 0.95)
+    candidate = defs.resources["object_io_manager"].read("candidate_model", D1)
+    assert candidate.holdout["pinball"] > 0 and candidate.persistence["pinball"] > 0  # the baseline's, same rows
 
     best = defs.resources["object_io_manager"].read("best_params", D1)
     assert best["summary"]["n_trials"] == 3 and best["summary"]["n_complete"] >= 1

@@ -21,7 +21,16 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -51,6 +60,11 @@ SECRET_SETTINGS = {
     "optuna_storage": (ENV_PREFIX + "OPTUNA_STORAGE",),
     "mlflow_tracking_uri": (ENV_PREFIX + "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
 }
+
+
+def _comma_list(value: Any) -> Any:
+    """ "10,20" (an environment variable) -> ["10", "20"]; lists pass through."""
+    return [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
 
 class SettingsError(ValueError):
@@ -89,15 +103,10 @@ class TrainingSettings(_Section):
     max_epochs: int = Field(25, ge=1, le=1000)
     patience: int = Field(4, ge=1, le=100)
     seed: int = Field(7, ge=0)
-    sequence_lengths: Annotated[tuple[int, ...], NoDecode] = Field(
+    sequence_lengths: Annotated[tuple[int, ...], NoDecode, BeforeValidator(_comma_list)] = Field(
         (10, 20), min_length=1, description="searched window lengths"
     )
     gate_alpha: float = Field(0.10, gt=0, lt=1, description="gate: one-sided Diebold-Mariano significance level")
-
-    @field_validator("sequence_lengths", mode="before")
-    @classmethod
-    def _split_lengths(cls, value: Any) -> Any:
-        return [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
     @field_validator("sequence_lengths")
     @classmethod
@@ -110,18 +119,13 @@ class TrainingSettings(_Section):
 class ForecastSettings(_Section):
     """Forecasts are distributions (docs/decisions.md, "Forecasts are distributions")."""
 
-    quantiles: Annotated[tuple[float, ...], NoDecode] = Field(
+    quantiles: Annotated[tuple[float, ...], NoDecode, BeforeValidator(_comma_list)] = Field(
         (0.05, 0.25, 0.5, 0.75, 0.95), description="levels of the forecast quantiles (symmetric, with 0.5)"
     )
     ewma_lambda: float = Field(0.94, ge=0.5, lt=1, description="decay of the baselines' EWMA volatility")
     volatility_lookback: int = Field(250, ge=60, le=2000, description="sessions of prices behind a volatility")
     calibration: bool = Field(True, description="recalibrate served intervals online (adaptive conformal)")
     calibration_gamma: float = Field(0.05, gt=0, le=0.5, description="step of the adaptive conformal update")
-
-    @field_validator("quantiles", mode="before")
-    @classmethod
-    def _split_quantiles(cls, value: Any) -> Any:
-        return [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
     @field_validator("quantiles")
     @classmethod

@@ -16,18 +16,6 @@ import pandas as pd
 
 from stock_assets.lib.metrics import log_returns
 
-
-def __getattr__(name: str):
-    """`WindowDataset` lives with the training code (lib/window_dataset.py, which imports torch):
-    panels, scalers and windows are served without torch (docs/decisions.md, "Forecasts are
-    distributions")."""
-    if name == "WindowDataset":
-        from stock_assets.lib.window_dataset import WindowDataset
-
-        return WindowDataset
-    raise AttributeError(name)
-
-
 STD_EPSILON = 1e-8  # floor for scaler std: a constant feature scales to 0 instead of dividing by 0
 
 

@@ -28,9 +28,9 @@ from urllib.parse import urlsplit, urlunsplit
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import PrivateAttr
 
+import stock_assets.resources.baseline_flavor as baseline_flavor
 from stock_assets.lib.contracts import ModelRef, Preprocessing, Promotion
 from stock_assets.lib.forecasters import BaselineForecaster
-from stock_assets.resources import baseline_flavor
 from stock_assets.resources.pt2_archive import Pt2ArchiveError, check_pickle_free
 
 CHAMPION, CHALLENGER = "champion", "challenger"

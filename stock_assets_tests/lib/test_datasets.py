@@ -8,7 +8,6 @@ import torch
 from stock_assets.lib.datasets import (
     Panel,
     Split,
-    WindowDataset,
     apply_scaler,
     build_panel,
     build_training_sets,
@@ -22,6 +21,7 @@ from stock_assets.lib.datasets import (
     unscale_predictions,
 )
 from stock_assets.lib.evaluation import point_metrics
+from stock_assets.lib.window_dataset import WindowDataset
 
 COLUMNS = ["f_index", "f_noise", "f_const"]
 TICKERS = ["BBB", "AAA"]  # deliberately not alphabetical: the given order must be kept

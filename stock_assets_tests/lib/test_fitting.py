@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch.export import Dim
 
-from stock_assets.lib.datasets import WindowDataset
 from stock_assets.lib.fitting import (
     LOSSES,
     PinballLoss,
@@ -19,6 +18,7 @@ from stock_assets.lib.fitting import (
     train_model,
 )
 from stock_assets.lib.models import build_model
+from stock_assets.lib.window_dataset import WindowDataset
 from stock_assets_tests.helpers import random_training_arrays
 
 SEQ, TICKERS, FEATURES = 4, 2, 3

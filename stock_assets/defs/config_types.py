@@ -11,8 +11,9 @@ docs/decisions.md, "Run config".
         n_trials: between(1, 1000) = Field(12)
         architectures: list_of(one_of("lstm", "pooled_lstm", name="Architecture")) = Field(["lstm"])
 
-Built on Dagster's config types (`ConfigScalar`, `Array`, `Enum`); the tests of
-`defs/training/config.py` pin the behaviour, so a Dagster upgrade that changes it fails there.
+Built on Dagster's config types (`ConfigScalar`, `Array`, `Enum`; the private `dagster._config` is
+imported here only): Dagster 1.13 has no public way to check a range at launch.
+stock_assets_tests/defs/test_config_types.py pins both facts, so an upgrade that changes either fails.
 """
 
 from __future__ import annotations

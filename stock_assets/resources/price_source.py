@@ -1,25 +1,23 @@
-"""The price-source resource: which source delivers prices. Assets never build sources themselves."""
+"""The price-source resource: which source delivers prices. Assets never build sources themselves.
+
+Its fields are the settings' own (`lib/fields.py`): `source`, `csv_path`, `max_abs_log_return` and
+`accepted_moves` from `Settings`, the `yfinance` section as `yfinance_*`; one default and one bound
+each. Paths and dates are plain strings here (Dagster config types).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from dagster import ConfigurableResource
+from pydantic import create_model
 
 from stock_assets.lib.csv_source import CsvPriceSource
+from stock_assets.lib.fields import fields_of
 from stock_assets.lib.sources import PriceSource, SamplePriceSource, YFinancePriceSource
+from stock_assets.settings import Settings, YFinanceSettings
 
 
-class PriceSourceResource(ConfigurableResource):
+class _PriceSource(ConfigurableResource):
     """Chooses `sample` (bundled, offline), `csv` (your files) or `yfinance` (online)."""
-
-    source: Literal["sample", "csv", "yfinance"] = "sample"
-    csv_path: str | None = None
-    yfinance_timeout_seconds: float = 30.0
-    yfinance_max_retries: int = 3
-    yfinance_backoff_seconds: float = 2.0
-    max_abs_log_return: float = 1.0
-    accepted_moves: list[list[str]] = []
 
     @property
     def price_rules(self) -> dict:
@@ -42,3 +40,18 @@ class PriceSourceResource(ConfigurableResource):
             backoff_seconds=self.yfinance_backoff_seconds,
             **self.price_rules,
         )
+
+
+PriceSourceResource = create_model(
+    "PriceSourceResource",
+    __base__=_PriceSource,
+    __module__=__name__,
+    __doc__=_PriceSource.__doc__,
+    **fields_of(
+        Settings,
+        ("source", "csv_path", "max_abs_log_return", "accepted_moves"),
+        types={"csv_path": str | None, "accepted_moves": list[list[str]]},
+        defaults={"accepted_moves": []},
+    ),
+    **fields_of(YFinanceSettings, prefix="yfinance_"),
+)

@@ -1,4 +1,5 @@
-"""Per-run training knobs, editable in the Launchpad; their defaults are this deployment's settings."""
+"""Per-run training knobs, editable in the Launchpad; their defaults are this deployment's settings
+and, for the search space, `SearchSpace`'s own (lib/study.py: one place for each default)."""
 
 from dataclasses import dataclass
 
@@ -6,7 +7,10 @@ from dagster import Config
 from pydantic import Field
 
 from stock_assets.defs.config_types import between, list_of, one_of
-from stock_assets.settings import ARCHITECTURE_NAMES, TrainingSettings
+from stock_assets.lib.study import ARCHITECTURE_NAMES, SearchBudget, SearchSpace
+from stock_assets.settings import TrainingSettings
+
+SPACE = SearchSpace()  # the defaults of the searched hyperparameters
 
 
 @dataclass(frozen=True)
@@ -39,21 +43,19 @@ def build_training_configs(training: TrainingSettings) -> TrainingConfigs:
             description="worker processes sharing the study, each with its share of the cores "
             "(1: the search runs in the run's own process)",
         )
-        architectures: list_of(one_of(*ARCHITECTURE_NAMES, name="Architecture")) = Field(list(ARCHITECTURE_NAMES))
-        hidden_sizes: list_of(between(1, 1024)) = Field([16, 32, 64])
-        max_layers: between(1, 4) = Field(2)
-        max_dropout: between(0.0, 0.8) = Field(0.3)
+        architectures: list_of(one_of(*ARCHITECTURE_NAMES, name="Architecture")) = Field(list(SPACE.architectures))
+        hidden_sizes: list_of(between(1, 1024)) = Field(list(SPACE.hidden_sizes))
+        max_layers: between(1, 4) = Field(SPACE.max_layers)
+        max_dropout: between(0.0, 0.8) = Field(SPACE.max_dropout)
         learning_rate: list_of(between(1e-6, 1.0), min_length=2, max_length=2, ascending=True) = Field(
-            [3e-4, 3e-3], description="[low, high] of the log-uniform learning-rate range"
+            list(SPACE.learning_rate), description="[low, high] of the log-uniform learning-rate range"
         )
-        batch_sizes: list_of(between(1, 4096)) = Field([32, 64])
+        batch_sizes: list_of(between(1, 4096)) = Field(list(SPACE.batch_sizes))
         sequence_lengths: list_of(between(2, max_seq)) = Field(
             list(training.sequence_lengths), description=f"window lengths, at most {max_seq} (the datasets' embargo)"
         )
 
-        def space(self):
-            from stock_assets.lib.search import SearchSpace
-
+        def space(self) -> SearchSpace:
             return SearchSpace(
                 architectures=tuple(self.architectures),
                 hidden_sizes=tuple(self.hidden_sizes),
@@ -64,9 +66,7 @@ def build_training_configs(training: TrainingSettings) -> TrainingConfigs:
                 sequence_lengths=tuple(self.sequence_lengths),
             )
 
-        def budget(self):
-            from stock_assets.lib.search import SearchBudget
-
+        def budget(self) -> SearchBudget:
             return SearchBudget(self.n_trials, self.timeout_seconds, self.max_epochs, self.patience, self.seed)
 
     class FitConfig(Config):

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# The names of lib/models.py's ARCHITECTURES and lib/fitting.py's LOSSES, here so settings and run
-# config know them without importing torch (tests keep them equal).
+# The names of lib/models.py's ARCHITECTURES, here so settings and run config know them without
+# importing torch (a test keeps them equal). The networks train on the pinball loss over the forecast
+# levels, so the loss is not searched (docs/decisions.md, "Forecasts are distributions").
 ARCHITECTURE_NAMES = ("lstm", "lstm_attention", "ticker_attention", "pooled_lstm")
-LOSS_NAMES = ("mse", "huber", "mae")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,6 @@ class SearchSpace:
     learning_rate: tuple[float, float] = (3e-4, 3e-3)
     batch_sizes: tuple[int, ...] = (32, 64)
     sequence_lengths: tuple[int, ...] = (10, 20)
-    losses: tuple[str, ...] = LOSS_NAMES  # training losses; the objective stays validation MSE
 
     @property
     def max_sequence_length(self) -> int:
@@ -59,7 +58,6 @@ def suggest_params(trial, space: SearchSpace) -> dict:
         "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
         "batch_size": trial.suggest_categorical("batch_size", list(space.batch_sizes)),
         "sequence_length": trial.suggest_categorical("sequence_length", list(space.sequence_lengths)),
-        "loss": trial.suggest_categorical("loss", list(space.losses)),
     }
 
 

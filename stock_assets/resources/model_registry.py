@@ -23,7 +23,6 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import PrivateAttr
@@ -56,15 +55,10 @@ class ModelArtifactError(RuntimeError):
 
 
 def masked_uri(uri: str) -> str:
-    """`uri` with its password (if any) replaced by ***, for messages and metadata."""
-    try:
-        parts = urlsplit(uri)
-        if not parts.password:
-            return uri
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", uri)
+    """`uri` with its password (if any) replaced by ***, for messages and metadata (lib/redaction.py)."""
+    from stock_assets.lib.redaction import masked_url
+
+    return masked_url(uri)
 
 
 def serving_requirements() -> list[str]:

@@ -6,7 +6,6 @@ import numpy as np
 import optuna
 import pytest
 
-from stock_assets.lib.fitting import LOSSES
 from stock_assets.lib.search import (
     FINGERPRINT_ATTR,
     SEARCHED_ARRAYS,
@@ -41,18 +40,12 @@ def test_study_resumes_from_storage_and_never_reruns_finished_trials(tmp_path):
     best = more.best_trial
     assert best.value == min(best.intermediate_values.values())
     assert optuna.load_study(study_name="s", storage=storage).best_trial.number == best.number
-    assert {t.params["loss"] for t in more.trials} <= set(LOSSES)
 
 
-def test_loss_is_a_categorical_choice_from_the_space():
-    assert SearchSpace().losses == LOSSES == ("mse", "huber", "mae")
+def test_the_loss_is_not_searched_the_networks_train_on_the_pinball_loss():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    trial = study.ask()
-    params = suggest_params(trial, SearchSpace(losses=("huber", "mae")))
-    assert params["loss"] in ("huber", "mae")
-    distribution = trial.distributions["loss"]
-    assert isinstance(distribution, optuna.distributions.CategoricalDistribution)
-    assert distribution.choices == ("huber", "mae")
+    params = suggest_params(study.ask(), SearchSpace())
+    assert "loss" not in params and set(params) >= {"architecture", "hidden_size", "sequence_length"}
 
 
 def trial_counts(storage) -> dict[str, int]:
@@ -146,10 +139,10 @@ def test_two_worker_processes_share_one_study_and_run_exactly_n_trials(tmp_path)
 
 def test_a_failing_worker_makes_the_search_raise_with_its_message(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    broken = dataclasses.replace(TINY_SPACE, losses=("nope",))  # every trial fails inside the worker
+    broken = dataclasses.replace(TINY_SPACE, hidden_sizes=(0,))  # every trial fails inside the worker
     budget = SearchBudget(n_trials=4, timeout_seconds=120, max_epochs=2, patience=1, seed=1)
     started = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"search worker \d of 2 .* failed .*unknown loss 'nope'"):
+    with pytest.raises(RuntimeError, match=r"search worker \d of 2 .* failed .*hidden_size must be >= 1"):
         run_study(arrays(), broken, budget, storage, "f", workers=2)
     assert time.monotonic() - started < 60
     states = {t.state for t in optuna.load_study(study_name="f", storage=storage).trials}
@@ -173,8 +166,8 @@ def test_a_worker_joins_only_a_study_of_the_same_search(tmp_path, monkeypatch, k
     budget = SearchBudget(n_trials=1, timeout_seconds=60, max_epochs=2, patience=1, seed=1)
     run_study(arrays(), TINY_SPACE, budget, storage, "j")
     same, other = tmp_path / "same.npz", tmp_path / "other.npz"
-    np.savez(same, **{k: arrays()[k] for k in SEARCHED_ARRAYS})
-    np.savez(other, **{k: arrays(n=130)[k] for k in SEARCHED_ARRAYS})
+    np.savez(same, **{k: v for k, v in arrays().items() if k in SEARCHED_ARRAYS})
+    np.savez(other, **{k: v for k, v in arrays(n=130).items() if k in SEARCHED_ARRAYS})
     error = tmp_path / "error.txt"
     argv = ["--study", "j", "--n-trials", "1", "--seed", "2", "--threads", "1", "--error-file", str(error)]
 

@@ -8,10 +8,10 @@ from dagster import AssetKey, DagsterInvalidConfigError
 from stock_assets.defs import build_definitions
 from stock_assets.defs.training.config import build_training_configs
 from stock_assets.lib.search_workers import WORKER_PID_ATTR
+from stock_assets.run_config import QUIET
 from stock_assets.settings import TrainingSettings
 
 D1 = "2006-02-22"
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 SEARCH_ONLY = [AssetKey("scalers"), AssetKey("scaled_sets"), AssetKey("best_params")]
 
 

@@ -138,9 +138,9 @@ def replay(
             report.failed_daily_runs.append(day)
         for event in result.get_asset_materialization_events():
             if event.asset_key == AssetKey("performance_log"):
-                meta = {k: v.value for k, v in event.materialization.metadata.items()}
-                report.predictions_scored += int(meta.get("rows", 0))
-                report.last_rolling = {k: meta[k] for k in ROLLING_KEYS if k in meta}
+                entries = {k: v.value for k, v in event.materialization.metadata.items()}
+                report.predictions_scored += int(entries.get("rows", 0))
+                report.last_rolling = {k: entries[k] for k in ROLLING_KEYS if k in entries}
         context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=defs.resources)
         evaluation = sensor.evaluate_tick(context)
         cursor = evaluation.cursor or cursor

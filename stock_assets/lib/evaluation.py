@@ -19,20 +19,22 @@ from stock_assets.lib.significance import diebold_mariano, session_loss_differen
 
 
 def forecaster_tickers(forecaster) -> tuple[str, ...]:
-    pre = getattr(forecaster, "preprocessing", None)
-    return tuple(pre.tickers) if pre is not None else tuple(forecaster.tickers)
+    preprocessing = getattr(forecaster, "preprocessing", None)
+    return tuple(preprocessing.tickers) if preprocessing is not None else tuple(forecaster.tickers)
 
 
 def forecast_quantiles(forecaster, arrays: dict[str, np.ndarray], ends) -> np.ndarray:
     """(len(ends), tickers, levels) log-return quantiles of `forecaster` for the sessions after
     `ends` of a training set, refusing a forecaster built for other tickers or features."""
     tickers = tuple(str(t) for t in arrays["tickers"])
-    pre = getattr(forecaster, "preprocessing", None)
+    preprocessing = getattr(forecaster, "preprocessing", None)
     columns = [str(c) for c in arrays["feature_columns"]]
-    if forecaster_tickers(forecaster) != tickers or (pre is not None and list(pre.feature_columns) != columns):
+    if forecaster_tickers(forecaster) != tickers or (
+        preprocessing is not None and list(preprocessing.feature_columns) != columns
+    ):
         raise ValueError(
             f"model expects tickers {list(forecaster_tickers(forecaster))}"
-            + (f" and {len(pre.feature_columns)} features" if pre is not None else "")
+            + (f" and {len(preprocessing.feature_columns)} features" if preprocessing is not None else "")
             + f"; the dataset has {list(tickers)} and {len(columns)} features"
         )
     return forecaster.forecast(arrays["features"], arrays["close"], ends)

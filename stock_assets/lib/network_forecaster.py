@@ -35,16 +35,18 @@ class NetworkForecaster:
     def forecast(self, features: np.ndarray, close, ends) -> np.ndarray:
         from stock_assets.lib.fitting import predict
 
-        pre = self.preprocessing
-        if not pre.levels:
+        preprocessing = self.preprocessing
+        if not preprocessing.levels:
             raise PointModelError(
-                f"{pre.kind} model trained through {pre.trained_through} predicts a point, not quantiles: it was "
-                "made by an earlier release. Run `make clean` (or retrain: launch retraining_job) before serving."
+                f"{preprocessing.kind} model trained through {preprocessing.trained_through} predicts a point, "
+                "not quantiles: it was made by an earlier release. Run `make clean` (or retrain: launch retraining_job) before serving."
             )
-        scaled = apply_scaler(features, pre.scaler)
-        raw = predict(self.program, cut_windows(scaled, ends, int(pre.sequence_length)))  # (n, tickers, levels)
-        mean = np.asarray(pre.scaler["target_mean"], dtype=np.float64)[None, :, None]
-        std = np.asarray(pre.scaler["target_std"], dtype=np.float64)[None, :, None]
+        scaled = apply_scaler(features, preprocessing.scaler)
+        raw = predict(
+            self.program, cut_windows(scaled, ends, int(preprocessing.sequence_length))
+        )  # (n, tickers, levels)
+        mean = np.asarray(preprocessing.scaler["target_mean"], dtype=np.float64)[None, :, None]
+        std = np.asarray(preprocessing.scaler["target_std"], dtype=np.float64)[None, :, None]
         quantiles = raw * std + mean
-        median = quantiles[..., list(pre.levels).index(0.5)]
-        return quantiles - ((1.0 - float(pre.shrinkage)) * median)[..., None]
+        median = quantiles[..., list(preprocessing.levels).index(0.5)]
+        return quantiles - ((1.0 - float(preprocessing.shrinkage)) * median)[..., None]

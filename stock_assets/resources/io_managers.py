@@ -46,11 +46,11 @@ class TableIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: pd.DataFrame | FrameChunks) -> None:
         if obj is None:
             return
-        meta = context.definition_metadata or {}
-        partition_column = meta.get("partition_expr", "date")
+        definition = context.definition_metadata or {}
+        partition_column = definition.get("partition_expr", "date")
         keys = list(context.asset_partition_keys)
         rows = get_warehouse(self.database_url).write_partitions(
-            table_name(context), obj, partition_column, keys, unique=meta.get("primary_key", ())
+            table_name(context), obj, partition_column, keys, unique=definition.get("primary_key", ())
         )
         context.add_output_metadata({"warehouse_rows_written": rows, "warehouse_table": table_name(context)})
         span = keys[0] if len(keys) == 1 else f"{len(keys)} partitions {keys[0]}..{keys[-1]}"
@@ -58,8 +58,8 @@ class TableIOManager(ConfigurableIOManager):
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         upstream = context.upstream_output
-        meta = (upstream.definition_metadata if upstream else None) or {}
-        partition_column = meta.get("partition_expr", "date")
+        definition = (upstream.definition_metadata if upstream else None) or {}
+        partition_column = definition.get("partition_expr", "date")
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else []
         # An input declared with metadata {"allow_missing_partitions": True} reads whatever exists.
         require_all = not (context.definition_metadata or {}).get("allow_missing_partitions", False)

@@ -127,8 +127,8 @@ def predict_next_session(
     if champion is None:
         champion = promote_first_champion(context, day, basket, warehouse, model_registry, settings)
     forecaster = model_registry.load(champion)
-    pre = getattr(forecaster, "preprocessing", None)
-    tickers = list(pre.tickers if pre is not None else forecaster.tickers)
+    preprocessing = getattr(forecaster, "preprocessing", None)
+    tickers = list(preprocessing.tickers if preprocessing is not None else forecaster.tickers)
     if sorted(tickers) != sorted(basket.tickers):
         raise Failure(
             description=f"champion {champion.label} serves {tickers}, settings ask for {list(basket.tickers)}; "
@@ -141,11 +141,11 @@ def predict_next_session(
         )
     close = _closes(raw_prices, tickers, day)
     features = None
-    if pre is not None:  # a network reads the last sequence_length sessions of features
+    if preprocessing is not None:  # a network reads the last sequence_length sessions of features
         from stock_assets.lib.datasets import build_panel
 
         panel = build_panel(processed_features, raw_prices, tickers, FEATURE_COLUMNS)
-        seq = pre.sequence_length
+        seq = preprocessing.sequence_length
         if panel.n_sessions < seq or panel.dates[-1] != day:
             raise Failure(
                 description=f"features for all of {tickers} are needed on the {seq} sessions up to {day}; found "

@@ -39,7 +39,8 @@ class NetworkForecaster:
         if not preprocessing.levels:
             raise PointModelError(
                 f"{preprocessing.kind} model trained through {preprocessing.trained_through} predicts a point, "
-                "not quantiles: it was made by an earlier release. Run `make clean` (or retrain: launch retraining_job) before serving."
+                "not quantiles: it was made by an earlier release. Run `make clean` (or retrain: launch "
+                "retraining_job) before serving."
             )
         scaled = apply_scaler(features, preprocessing.scaler)
         raw = predict(

@@ -335,15 +335,20 @@ class Dagster:
             cursor = data["cursor"]
 
     def errors(self, run_id: str) -> str:
+        """The run's error events: message, the cause chain and the innermost stack's tail."""
         try:
             lines = []
             for event in self.events(run_id):
                 error = event.get("error") or {}
-                if event.get("level") == "ERROR" or error:
-                    lines.append(f"  {event.get('stepKey') or ''} {event.get('message', '')[:500]}")
-                    if error.get("message"):
-                        lines.append(f"    {error['message'][:1500]}")
-            return "\n".join(lines[-20:]) or "  (no error events)"
+                if event.get("level") != "ERROR" and not error:
+                    continue
+                lines.append(f"  {event.get('stepKey') or ''} {event.get('message', '')[:500]}")
+                chain = [error, *(link["error"] for link in error.get("errorChain") or [])] if error else []
+                for link in chain:
+                    lines.append(f"    {link['message'].strip()[:1500]}")
+                if chain and chain[-1].get("stack"):
+                    lines += ["      " + frame.strip()[:300] for frame in chain[-1]["stack"][-4:]]
+            return "\n".join(lines[-60:]) or "  (no error events)"
         except Exception as exc:
             return f"  (events unavailable: {exc})"
 
@@ -377,6 +382,7 @@ query Run($id: ID!) {
   runOrError(runId: $id) { __typename ... on Run { runId status jobName tags { key value } } }
 }"""
 RUN_EVENTS = """
+fragment Err on PythonError { message stack errorChain { error { message stack } } }
 query Events($id: ID!, $cursor: String) {
   logsForRun(runId: $id, afterCursor: $cursor) {
     __typename
@@ -385,8 +391,8 @@ query Events($id: ID!, $cursor: String) {
       events {
         __typename
         ... on MessageEvent { message level stepKey }
-        ... on ExecutionStepFailureEvent { error { message } }
-        ... on RunFailureEvent { error { message } }
+        ... on ExecutionStepFailureEvent { error { ...Err } }
+        ... on RunFailureEvent { error { ...Err } }
         ... on AssetCheckEvaluationEvent { evaluation { checkName success partition } }
       }
     }
@@ -484,7 +490,8 @@ class Sampler(threading.Thread):
                 self.names[cid] = None  # another engine's, or not on the stack's network
                 return None
             _, service, job, user, pid = out
-            name = service or (f"run: {job}" if job else cid[:12])
+            # Backfill runs execute Dagster's implicit asset job.
+            name = service or (f"run: {'backfill' if job == '__ASSET_JOB' else job}" if job else cid[:12])
             uid = None
             try:
                 status = read_text(f"/proc/{pid}/status").splitlines()
@@ -817,6 +824,7 @@ def main() -> int:
             f"  no password in {args.app_image} or {args.postgres_image} (history, config, every file)"
             + ("; the machine's CA bundle only in the builder stage" if ca else "")
         )
+        service_users = {}
         for svc, cid in stack.containers().items():
             # PID 1's user: for the app services the image's USER (init: true keeps docker-init as pid
             # 1, under that user); postgres starts as root like the official image and its entrypoint
@@ -825,13 +833,19 @@ def main() -> int:
             uid = run("docker", "exec", cid, "sh", "-c", "id -u").strip()
             if pid1 == "0" or (svc in APP_SERVICES and uid == "0"):
                 raise CheckFailed(f"{svc} runs as root (pid 1 uid {pid1}, exec uid {uid})")
-            sampler.users.setdefault(svc, set()).add(("pid 1", pid1))
+            service_users[svc] = pid1
         for name, users in sampler.users.items():
             if name.startswith("run:") and any(u[1] in (None, "0") for u in users):
                 raise CheckFailed(f"{name} containers ran as {users}")
+        runs_users = {n: sorted({u[1] for u in us if u[1]}) for n, us in sampler.users.items() if n.startswith("run:")}
+        unseen = {"run: backfill", "run: daily_job", "run: retraining_job"} - set(runs_users)
+        if unseen:
+            raise CheckFailed(f"no container seen for {sorted(unseen)}")
         log(
-            "  users: "
-            + ", ".join(f"{n} {sorted({u[1] for u in us if u[1]})}" for n, us in sorted(sampler.users.items()))
+            "  users (uid of pid 1): "
+            + ", ".join(f"{n} {uid}" for n, uid in service_users.items())
+            + ", "
+            + ", ".join(f"{n} {'/'.join(uids)}" for n, uids in sorted(runs_users.items()))
         )
     except CheckFailed as exc:
         log(f"FAILED: {exc}")
@@ -855,7 +869,7 @@ def main() -> int:
         ("image size (app)", fmt_bytes(size)),
         ("image size (postgres)", fmt_bytes(pg_size)),
     ]
-    order = [*SERVICES, "run: price_history_job", "run: __ASSET_JOB", "run: daily_job", "run: retraining_job"]
+    order = [*SERVICES, "run: backfill", "run: daily_job", "run: retraining_job"]
     for name in sorted(sampler.peak, key=lambda n: (order.index(n) if n in order else len(order), n)):
         rows.append((f"peak memory {name}", fmt_bytes(sampler.peak[name])))
     width = max(len(k) for k, _ in rows)

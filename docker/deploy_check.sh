@@ -77,7 +77,7 @@ phase_start() { PHASE=$1; PHASE_T0=$(date +%s); log "$2"; }
 phase_end() {
   local s=$(($(date +%s) - PHASE_T0))
   echo "$PHASE $s" >> "$TIMINGS"
-  log "  ${3:-done} (${s} s)"
+  log "  ${2:-done} (${s} s)"
 }
 
 compose() {
@@ -272,7 +272,8 @@ ENV PIP_CERT=/usr/local/share/stock_assets-build-ca.crt \
     SSL_CERT_FILE=/usr/local/share/stock_assets-build-ca.crt \
     REQUESTS_CA_BUNDLE=/usr/local/share/stock_assets-build-ca.crt
 EOF
-  docker build -q --build-arg "BASE_IMAGE=$PYTHON_IMAGE" -t "$BUILDER_BASE" "$SCRATCH/builder-base" >/dev/null
+  docker build -q --build-arg "BASE_IMAGE=$PYTHON_IMAGE" -t "$BUILDER_BASE" "$SCRATCH/builder-base" \
+    >"$SCRATCH/builder-base.log" 2>&1 || { cat "$SCRATCH/builder-base.log"; die "building the builder base"; }
   CREATED_IMAGES+=("$BUILDER_BASE")
   BUILD_ARGS+=(--build-arg "BUILDER_IMAGE=$BUILDER_BASE")
 else

@@ -44,11 +44,13 @@ def test_the_detector_catches_a_biased_champion_and_the_loop_replaces_it(instanc
     first = report.retrainings[0]
     run = instance.get_run_by_id(first["run_id"])
     assert run.tags["stock_assets/trigger"] == "retraining_sensor"
-    assert run.tags["stock_assets/reason"].startswith("CUSUM")  # the detector, not the age rule
-    # Scoring starts one session after the drill; the detector's 10-session warm-up comes first, then
-    # about 8 sessions of evidence (measured: the 18th session, MAE about 3x persistence's).
+    reason = run.tags["stock_assets/reason"]
+    assert reason.startswith(("CUSUM", "coverage alarm")), reason  # a detector, not the age rule
+    # Scoring starts one session after the drill; a +5% median puts most closes outside its 90%
+    # interval, so the coverage alarm has its evidence as soon as it may judge (40 rows: 10 sessions
+    # of 4 tickers), before the CUSUM's warm-up and evidence (measured before: the 18th session).
     delay = sessions.index(first["partition"])
-    assert 11 <= delay <= 20
+    assert 10 <= delay <= 20
     assert report.drill["caught"].startswith(first["partition"])
     assert first["promoted"] or first["fallback"]
     replaced = defs.resources["model_registry"].champion_as_of(sessions[-1])

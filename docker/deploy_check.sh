@@ -45,6 +45,7 @@ skip() {
   echo "======================================================================"
   echo "deploy-check: SKIPPED: no Docker engine can be started here: $*"
   echo "======================================================================"
+  SKIPPED=1
   exit 0
 }
 
@@ -71,7 +72,7 @@ OWN_ENGINE=0
 DOCKERD_PID=
 CREATED_IMAGES=()   # removed at the end (on an engine of our own the data root goes anyway)
 STACK_STARTED=0
-FAILED=1
+SKIPPED=0
 
 phase_start() { PHASE=$1; PHASE_T0=$(date +%s); log "$2"; }
 phase_end() {
@@ -92,7 +93,7 @@ cleanup() {
     log "DEPLOY_CHECK_KEEP=1: leaving everything up: DOCKER_HOST=${DOCKER_HOST:-} project $PROJECT, scratch $SCRATCH"
     exit "$rc"
   fi
-  log "cleanup: removing the stack, its volumes and images${DOCKERD_PID:+, the engine and its data root}"
+  [ "$SKIPPED" = 1 ] || log "cleanup: removing the stack, its volumes and images${DOCKERD_PID:+, the engine and its data root}"
   if [ "$STACK_STARTED" = 1 ]; then
     # Run containers the launcher left (a failed check may leave one running) hold the network.
     docker ps -aq --filter "network=${PROJECT}_default" | xargs -r docker rm -f >/dev/null 2>&1
@@ -110,7 +111,9 @@ cleanup() {
   fi
   rm -rf "$SCRATCH"
   local total=$(($(date +%s) - T0))
-  if [ "$rc" = 0 ]; then
+  if [ "$SKIPPED" = 1 ]; then
+    :
+  elif [ "$rc" = 0 ]; then
     log "PASSED in $((total / 60)) min $((total % 60)) s (everything it created is removed; base-image cache: $CACHE)"
   else
     log "FAILED after $((total / 60)) min $((total % 60)) s (exit $rc)"
@@ -331,4 +334,3 @@ python3 "$REPO/docker/deploy_check.py" \
   --builder-base "$( [[ " ${BUILD_ARGS[*]} " == *BUILDER_IMAGE=* ]] && echo "$BUILDER_BASE" )" \
   --ca-bundle "$CA_BUNDLE" --socket "$SOCKET" --socket-gid "$SOCKET_GID" \
   --timings "$TIMINGS" --own-engine "$OWN_ENGINE"
-FAILED=0

@@ -135,6 +135,21 @@ class ForecastSettings(_Section):
         return check_levels(value)
 
 
+class GuardSettings(_Section):
+    """The plausibility guard on served forecasts (docs/decisions.md, "A bad champion never serves twice")."""
+
+    enabled: bool = Field(True, description="serve persistence instead of an implausible champion forecast")
+    max_sigmas: float = Field(
+        3.0, ge=1, le=50, description="largest median move, in the baseline's predicted standard deviations"
+    )
+    loss_multiple: float = Field(
+        3.0, gt=1, le=100, description="champion's per-session pinball loss above this multiple of the baseline's"
+    )
+    loss_sessions: int = Field(
+        2, ge=1, le=20, description="... in each of this many latest scored sessions takes the champion off"
+    )
+
+
 class Settings(BaseSettings):
     """Every setting with its default and bounds. Built in code (`Settings(...)`, tests and scripts)
     it holds what it is given; `load_settings()` adds the environment and the settings file."""
@@ -169,6 +184,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     forecast: ForecastSettings = ForecastSettings()
+    guard: GuardSettings = GuardSettings()
     # {setting: (environment variable, value read from it)}, filled by load_settings().
     _env_sources: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
 

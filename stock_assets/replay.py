@@ -6,20 +6,35 @@ champion). Everything lands in the given Dagster instance and the configured sto
 
 A drill installs a deliberately degraded champion (every forecast a fixed upward bias) at a chosen
 session, so the detector and the gate can be watched doing their job on real data.
+
+Runs carry the code location's origin (`stock_assets`, as workspace.yaml names it), exactly like
+runs launched from the UI or by the daemon, so the Overview timeline, the job pages and the asset
+pages list them; they execute in this process with the replay's own definitions (a launched run
+would rebuild them from the environment's settings and pay the imports again in a subprocess).
 """
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-from dagster import AssetKey, DagsterInstance, Definitions, build_sensor_context
+from dagster import AssetKey, DagsterInstance, Definitions, JobDefinition, build_sensor_context
 
 from stock_assets.lib.contracts import GateMetadata, ModelRef
 from stock_assets.run_config import QUIET
 
 DRILL_KIND = "drill-biased"
+# The code location as workspace.yaml loads it (stock_assets_tests/test_replay.py checks the file).
+LOCATION_NAME = "stock_assets"
+CODE_MODULE = "stock_assets.definitions"
+REPOSITORY_NAME = "__repository__"  # Dagster's name for the repository of a Definitions object
+SENSOR_NAME_TAG = "dagster/sensor_name"  # what the daemon tags a sensor's runs with (the sensor page lists them)
+HEARTBEAT_SECONDS = 10.0
 
 ROLLING_KEYS = (
     "rolling_samples",
@@ -59,21 +74,139 @@ class ReplayReport:
     def rejections(self) -> int:
         return sum(1 for r in self.retrainings if not r["promoted"])
 
+    @property
+    def drill_line(self) -> str | None:
+        """`drill caught after N sessions`: N sessions were served by the drill champion."""
+        if not self.drill:
+            return None
+        n = self.drill.get("caught_after_sessions", 0)
+        if "caught" not in self.drill:
+            return f"drill not caught within the replay ({n} sessions served by it)"
+        return f"drill caught after {n} sessions"
+
 
 def _merge(base: dict, extra: dict | None) -> dict:
     return {**base, **(extra or {})}
 
 
+def location_origins(job_name: str, working_directory: str | None = None):
+    """(remote job origin, python job origin) of `job_name` in the `stock_assets` code location, as
+    `dagster dev -w workspace.yaml` loads it: a run created with them belongs to that location in
+    the UI (its `.dagster/repository` tag is `__repository__@stock_assets`)."""
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+    from dagster._core.remote_origin import (
+        ManagedGrpcPythonEnvCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    cwd = working_directory or str(Path.cwd())
+    target = LoadableTargetOrigin(executable_path=sys.executable, module_name=CODE_MODULE, working_directory=cwd)
+    location = ManagedGrpcPythonEnvCodeLocationOrigin(loadable_target_origin=target, location_name=LOCATION_NAME)
+    remote = RemoteJobOrigin(RemoteRepositoryOrigin(location, REPOSITORY_NAME), job_name)
+    python = JobPythonOrigin(
+        job_name, RepositoryPythonOrigin(sys.executable, ModuleCodePointer(CODE_MODULE, "defs", cwd))
+    )
+    return remote, python
+
+
+def execute_for_location(
+    job: JobDefinition,
+    instance: DagsterInstance,
+    partition_key: str | None = None,
+    run_config: dict | None = None,
+    tags: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+    label: str = "",
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
+):
+    """Run `job` in this process the way `execute_in_process` does, but as a run of the code location
+    (see `location_origins`); with `progress`, a line every HEARTBEAT_SECONDS says which step runs.
+
+    Dagster 1.13 has no public call for this: `execute_in_process` creates its run without an
+    origin, and `execute_job` rebuilds the job from its module (the environment's settings, not
+    these definitions). The private imports stay here; stock_assets_tests/test_replay.py pins them."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import execute_run
+    from dagster._core.execution.execute_in_process import merge_run_tags
+
+    run_config = run_config or {}
+    run_tags = merge_run_tags(
+        job_def=job, partition_key=partition_key, tags=tags, asset_selection=None, instance=instance, run_config=None
+    )
+    remote, python = location_origins(job.name)
+    run = instance.create_run_for_job(
+        job_def=job, run_config=run_config, tags=run_tags, remote_job_origin=remote, job_code_origin=python
+    )
+    label = label or f"{job.name} {partition_key or ''}".strip()
+    with Heartbeat(instance, run.run_id, label, progress, heartbeat_seconds):
+        return execute_run(InMemoryJob(job), run, instance)
+
+
+class Heartbeat:
+    """While a run executes, says every `every` seconds how long it has run and which step runs (and,
+    in `best_params`, how many search trials finished), so long work is never silent."""
+
+    def __init__(self, instance, run_id: str, label: str, say, every: float = HEARTBEAT_SECONDS):
+        self.instance, self.run_id, self.label, self.say, self.every = instance, run_id, label, say, every
+        self._stop = threading.Event()
+        self._thread = None
+        self._started = 0.0
+
+    def __enter__(self):
+        self._started = time.perf_counter()
+        if self.say is not None:
+            self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.run_id[:8]}", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        return False
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                step = self.current_step()
+            except Exception:  # a busy SQLite store: say less this time, never disturb the run
+                step = None
+            elapsed = time.perf_counter() - self._started
+            self.say(f"    ... {self.label}: {elapsed:.0f} s" + (f", {step}" if step else ""))
+
+    def current_step(self) -> str | None:
+        from dagster import DagsterEventType
+
+        started = self.instance.get_records_for_run(
+            self.run_id, of_type=DagsterEventType.STEP_START, ascending=False, limit=1
+        ).records
+        if not started:
+            return None
+        return f"step {started[0].event_log_entry.step_key} running"
+
+
 def run_retraining(
-    defs: Definitions, instance: DagsterInstance, partition: str, run_config: dict | None = None, tags=None
+    defs: Definitions,
+    instance: DagsterInstance,
+    partition: str,
+    run_config: dict | None = None,
+    tags=None,
+    progress: Callable[[str], None] | None = None,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
 ) -> dict:
     """One retraining_job run for `partition`; returns what the gate decided."""
-    result = defs.resolve_job_def("retraining_job").execute_in_process(
-        instance=instance,
-        partition_key=partition,
-        run_config=_merge(QUIET, run_config),
-        tags=tags or {},
-        raise_on_error=False,
+    result = execute_for_location(
+        defs.resolve_job_def("retraining_job"),
+        instance,
+        partition,
+        _merge(QUIET, run_config),
+        tags or {},
+        progress,
+        f"retraining {partition}",
+        heartbeat_seconds,
     )
     check = next((e for e in result.get_asset_check_evaluations() if e.check_name == "promotion_gate"), None)
     gate = GateMetadata.from_metadata(check.metadata) if check is not None else None
@@ -120,8 +253,11 @@ def replay(
     retraining_config: dict | None = None,
     on_session=None,
     drill: tuple[str, float] | None = None,
+    progress: Callable[[str], None] | None = None,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
 ) -> ReplayReport:
-    """Run `sessions` in order; `drill=(day, bias)` installs a biased champion before `day`'s run."""
+    """Run `sessions` in order; `drill=(day, bias)` installs a biased champion before `day`'s run.
+    `progress` receives a line every HEARTBEAT_SECONDS while a run executes."""
     report = ReplayReport()
     started = time.perf_counter()
     sensor = defs.resolve_sensor_def("retraining_sensor")
@@ -132,7 +268,9 @@ def replay(
     for day in sessions:
         if drill and day == drill[0]:
             report.drill = {"installed": day, "model": install_drill_champion(defs, day, drill[1]).label}
-        result = daily.execute_in_process(instance=instance, partition_key=day, run_config=QUIET, raise_on_error=False)
+        result = execute_for_location(
+            daily, instance, day, QUIET, None, progress, f"daily_job {day}", heartbeat_seconds
+        )
         report.sessions.append(day)
         if not result.success:
             report.failed_daily_runs.append(day)
@@ -148,8 +286,12 @@ def replay(
             if request.run_key in seen_run_keys:  # the daemon drops a repeated run_key
                 continue
             seen_run_keys.add(request.run_key)
-            tags = {**request.tags, "dagster/run_key": request.run_key}
-            report.retrainings.append(run_retraining(defs, instance, request.partition_key, retraining_config, tags))
+            tags = {**request.tags, "dagster/run_key": request.run_key, SENSOR_NAME_TAG: sensor.name}
+            report.retrainings.append(
+                run_retraining(
+                    defs, instance, request.partition_key, retraining_config, tags, progress, heartbeat_seconds
+                )
+            )
             if report.drill and "caught" not in report.drill:
                 report.drill["caught"] = f"{day} ({request.tags.get('stock_assets/reason', '')})"
         if report.drill and "caught" in report.drill and "replaced" not in report.drill:
@@ -158,5 +300,20 @@ def replay(
                 report.drill["replaced"] = f"{champion.partition} by {champion.label}"
         if on_session:
             on_session(day, report)
+    if report.drill:
+        served = drill_sessions_served(defs, report.drill["installed"], sessions[-1])
+        report.drill["caught_after_sessions"] = served
     report.seconds = time.perf_counter() - started
     return report
+
+
+def drill_sessions_served(defs: Definitions, installed: str, last: str) -> int:
+    """Sessions from `installed` to `last` whose daily_predictions were served by the drill champion:
+    rows of kind `drill-biased` not served by the guard's fallback (a column that older rows lack)."""
+    frame = defs.resources["warehouse"].get().read_range("daily_predictions", "prediction_date", installed, last)
+    if frame.empty:
+        return 0
+    drill = frame["model_kind"].astype(str) == DRILL_KIND
+    if "served_by_fallback" in frame:
+        drill &= ~frame["served_by_fallback"].fillna(False).astype(bool)
+    return int(frame.loc[drill, "prediction_date"].nunique())

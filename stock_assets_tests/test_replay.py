@@ -1,11 +1,15 @@
 """`replay`: daily operations over past sessions, the sensor's requests and the gate's decisions."""
 
+from pathlib import Path
+
 import pytest
 
 from stock_assets.defs import build_definitions
 from stock_assets.lib import trading_calendar
 from stock_assets.replay import replay
 from stock_assets_tests.conftest import TEST_SETTINGS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
@@ -56,3 +60,75 @@ def test_the_detector_catches_a_biased_champion_and_the_loop_replaces_it(instanc
     replaced = defs.resources["model_registry"].champion_as_of(sessions[-1])
     assert replaced.kind != "drill-biased" and replaced.partition == first["partition"]
     assert report.drill["replaced"] == f"{first['partition']} by {replaced.label}"
+
+
+RUNS_OF_JOB = """
+query Runs($filter: RunsFilter!) {
+  runsOrError(filter: $filter) {
+    __typename
+    ... on Runs { results { runId pipelineName status repositoryOrigin { repositoryLocationName repositoryName }
+                            tags { key value } } }
+  }
+}
+"""
+
+
+def graphql(instance, query: str, variables: dict) -> dict:
+    """Dagster's GraphQL schema over `instance`, as the webserver serves it (no code location loaded:
+    runs are read from the instance's run storage)."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget([])) as process:
+        result = execute_dagster_graphql(process.create_request_context(), query, variables)
+    assert not result.errors, result.errors
+    return result.data
+
+
+def test_the_workspace_file_names_the_location_the_replay_runs_belong_to():
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    from stock_assets.replay import CODE_MODULE, LOCATION_NAME
+
+    (origin,) = WorkspaceFileTarget(paths=[str(REPO_ROOT / "workspace.yaml")]).create_origins()
+    assert origin.location_name == LOCATION_NAME
+    assert origin.loadable_target_origin.module_name == CODE_MODULE
+
+
+@pytest.mark.slow
+def test_replayed_runs_belong_to_the_code_location_and_the_job_pages_list_them(instance, history):
+    strict = history.model_copy(
+        update={"monitoring": TEST_SETTINGS.monitoring.model_copy(update={"max_champion_age_sessions": 1})}
+    )
+    defs = build_definitions(strict)
+    sessions = [d.isoformat() for d in trading_calendar.sessions_between("2006-02-23", "2006-02-28")]
+    lines = []
+    report = replay(defs, instance, sessions, progress=lines.append, heartbeat_seconds=0.5)
+    assert not report.failed_daily_runs and report.retrainings
+    # Long work is never silent: the heartbeat names the run, its time and the running step.
+    assert any(line.startswith("    ... retraining 2006-02-2") and "step best_params running" in line for line in lines)
+
+    # What the UI's job page asks for: the job's runs tagged with the repository of its code location.
+    label = {"key": ".dagster/repository", "value": "__repository__@stock_assets"}
+    data = graphql(instance, RUNS_OF_JOB, {"filter": {"pipelineName": "daily_job", "tags": [label]}})
+    runs = data["runsOrError"]["results"]
+    assert len(runs) == len(sessions) and all(r["status"] == "SUCCESS" for r in runs)
+    assert {r["repositoryOrigin"]["repositoryLocationName"] for r in runs} == {"stock_assets"}
+    partitions = sorted(next(t["value"] for t in r["tags"] if t["key"] == "dagster/partition") for r in runs)
+    assert partitions == sessions
+    # The retrainings the sensor requested: on the job page, and on the sensor's page (its name tag).
+    sensor_tag = {"key": "dagster/sensor_name", "value": "retraining_sensor"}
+    data = graphql(instance, RUNS_OF_JOB, {"filter": {"pipelineName": "retraining_job", "tags": [label, sensor_tag]}})
+    retrainings = data["runsOrError"]["results"]
+    assert {r["runId"] for r in retrainings} == {r["run_id"] for r in report.retrainings}
+    tags = {t["key"]: t["value"] for t in retrainings[0]["tags"]}
+    assert tags["dagster/run_key"].startswith("retrain-") and tags["stock_assets/run_kind"] == "retraining"
+    # A run of another location is not listed under this one.
+    other = {"key": ".dagster/repository", "value": "__repository__@elsewhere"}
+    assert (
+        graphql(instance, RUNS_OF_JOB, {"filter": {"pipelineName": "daily_job", "tags": [other]}})["runsOrError"][
+            "results"
+        ]
+        == []
+    )

@@ -1,7 +1,8 @@
 """Walk-forward evaluation of the whole loop on the configured source (settings.yaml or
 STOCK_ASSETS_* variables: tickers, source, csv_path, home), the way a user judges it on their data.
 
-1. one single-run backfill of raw_prices + processed_features over [--first, --last];
+1. a backfill of raw_prices + processed_features over [--first, --last], in range runs of a few
+   hundred sessions (a line after each: sessions done / total and an ETA);
 2. daily_job for the session before the replay: with no champion yet, the persistence-EWMA baseline is promoted;
 3. a first retraining as of that session: an LSTM candidate judged by the promotion gate;
 4. a replay of the last --sessions sessions the way the schedule and the daemon run them: daily_job
@@ -36,6 +37,12 @@ def parse(argv=None, **defaults) -> argparse.Namespace:
     parser.add_argument("--drill-bias", type=float, default=0.05, help="the drill champion's log-return bias")
     parser.add_argument("--skip-backfill", action="store_true", help="reuse the history already in the warehouse")
     parser.add_argument("--verbose", action="store_true", help="Dagster's and the libraries' own logs too")
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=10.0,
+        help="seconds between progress lines of long runs (default: %(default)s)",
+    )
     parser.set_defaults(**defaults)
     return parser.parse_args(argv)
 
@@ -64,8 +71,40 @@ def quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def backfill(job, instance, keys: list[str], run_config: dict, heartbeat: float, target_seconds: float = 8.0) -> int:
+    """raw_prices + processed_features over `keys` in consecutive range runs sized to take about
+    `target_seconds` each (a range run's rows are identical whatever the chunking: docs/architecture.md,
+    "Range backfills"), printing sessions done / total and an ETA after each. Returns the runs made."""
+    from stock_assets.replay import execute_for_location
+
+    done, size, runs, started = 0, 250, 0, time.perf_counter()
+    while done < len(keys):
+        chunk = keys[done : done + size]
+        t0 = time.perf_counter()
+        tags = {"dagster/asset_partition_range_start": chunk[0], "dagster/asset_partition_range_end": chunk[-1]}
+        label = f"backfill {chunk[0]}..{chunk[-1]}"
+        result = execute_for_location(job, instance, None, run_config, tags, say, label, heartbeat)
+        runs += 1
+        if not result.success:
+            raise SystemExit(f"{label} failed: see run {result.run_id} in the Dagster UI (make ui)")
+        done += len(chunk)
+        elapsed, took = time.perf_counter() - started, time.perf_counter() - t0
+        eta = elapsed / done * (len(keys) - done)
+        say(
+            f"  backfill: {done}/{len(keys)} sessions ({chunk[-1]}) in {elapsed:.0f} s"
+            + (f", ETA {eta:.0f} s" if done < len(keys) else "")
+        )
+        size = max(100, min(1000, int(len(chunk) * target_seconds / max(took, 0.1))))
+    return runs
+
+
 def main(argv=None, **defaults) -> None:
     args = parse(argv, **defaults)
+    say("stock_assets walk-forward: loading Dagster, MLflow and the project (a few seconds)...")
     if not args.verbose:
         warnings.filterwarnings("ignore")
     from dagster import DagsterInstance
@@ -78,7 +117,7 @@ def main(argv=None, **defaults) -> None:
     from stock_assets.lib import trading_calendar
     from stock_assets.lib.scoring import static_interval_quantiles, walk_forward_summary
     from stock_assets.partitions import session_keys
-    from stock_assets.replay import replay, run_retraining
+    from stock_assets.replay import execute_for_location, replay, run_retraining
     from stock_assets.resources.warehouse import get_warehouse
     from stock_assets.run_config import QUIET
 
@@ -92,19 +131,20 @@ def main(argv=None, **defaults) -> None:
     warehouse = get_warehouse(settings.warehouse_url)
     run_config = {} if args.verbose else QUIET
     started = time.perf_counter()
-    print(f"stock_assets walk-forward  home={settings.home.resolve()}  DAGSTER_HOME={home}")
+    say(f"stock_assets walk-forward  home={settings.home.resolve()}  DAGSTER_HOME={home}")
 
     if not args.skip_backfill:
         t0 = time.perf_counter()
-        job = defs.resolve_job_def("price_history_job")
-        tags = {"dagster/asset_partition_range_start": args.first, "dagster/asset_partition_range_end": args.last}
-        job.execute_in_process(instance=instance, run_config=run_config, tags=tags)
+        keys = session_keys(args.first, args.last)
+        say(f"\n1. Backfill of raw_prices + processed_features, {len(keys)} sessions {args.first}..{args.last}:")
+        runs = backfill(defs.resolve_job_def("price_history_job"), instance, keys, run_config, args.heartbeat)
         prices = warehouse.read_range("raw_prices", "date", args.first, args.last)
         features = warehouse.read_range("processed_features", "date", args.first, args.last)
         show(
-            "1. Backfill of raw_prices + processed_features (one run):",
+            "   stored:",
             {
-                "sessions": len(session_keys(args.first, args.last)),
+                "sessions": len(keys),
+                "range runs": runs,
                 "tickers": ", ".join(sorted(prices["ticker"].unique())),
                 "price rows": len(prices),
                 "feature rows": len(features),
@@ -117,8 +157,8 @@ def main(argv=None, **defaults) -> None:
     start = trading_calendar.previous_session(replayed[0]).isoformat()
     registry = defs.resources["model_registry"]
     t0 = time.perf_counter()
-    daily = defs.resolve_job_def("daily_job").execute_in_process(
-        instance=instance, partition_key=start, run_config=run_config, raise_on_error=False
+    daily = execute_for_location(
+        defs.resolve_job_def("daily_job"), instance, start, run_config, None, say, f"daily_job {start}", args.heartbeat
     )
     champion = registry.champion_as_of(start)
     show(
@@ -131,9 +171,10 @@ def main(argv=None, **defaults) -> None:
     )
     t0 = time.perf_counter()
     retraining_config = budget(args.trials, args.epochs)
-    first = run_retraining(defs, instance, start, retraining_config)
+    say(f"\n3. First retraining as of {start} ({args.trials or 'default'} trials x {args.epochs or 'default'} epochs):")
+    first = run_retraining(defs, instance, start, retraining_config, progress=say, heartbeat_seconds=args.heartbeat)
     show(
-        f"3. First retraining as of {start} (an LSTM candidate judged by the gate):",
+        "   an LSTM candidate judged by the gate:",
         {"gate": first["gate"], "seconds": round(time.perf_counter() - t0, 1)},
     )
 
@@ -153,7 +194,16 @@ def main(argv=None, **defaults) -> None:
     print(f"\n4. Replay of {len(replayed)} sessions {replayed[0]}..{replayed[-1]} (daily_job, sensor, retrainings):")
     if drill:
         print(f"   DRILL: from {drill[0]} a deliberately degraded champion (every forecast +{drill[1]:g} log return)")
-    report = replay(defs, instance, replayed, retraining_config, on_session=progress, drill=drill)
+    report = replay(
+        defs,
+        instance,
+        replayed,
+        retraining_config,
+        on_session=progress,
+        drill=drill,
+        progress=say,
+        heartbeat_seconds=args.heartbeat,
+    )
     for r in report.retrainings:
         print(f"    retraining {r['partition']}: {r['gate']}")
     champion = registry.alias("champion")
@@ -164,7 +214,9 @@ def main(argv=None, **defaults) -> None:
             "candidates promoted": report.promotions,
             "candidates rejected": report.rejections,
             "of which a baseline took over": report.fallbacks,
-            **({f"drill {k}": v for k, v in report.drill.items()} if drill else {}),
+            **({f"drill {k}": v for k, v in report.drill.items() if k != "caught_after_sessions"} if drill else {}),
+            # "drill caught after N sessions": the sessions its forecasts were served (ReplayReport.drill_line)
+            **({"drill caught after": report.drill_line.removeprefix("drill caught after ")} if drill else {}),
             "failed daily runs": len(report.failed_daily_runs),
             "champion now": champion.label if champion else "none",
         },

@@ -121,6 +121,7 @@ def execute_for_location(
     progress: Callable[[str], None] | None = None,
     label: str = "",
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    detail=None,
 ):
     """Run `job` in this process the way `execute_in_process` does, but as a run of the code location
     (see `location_origins`); with `progress`, a line every HEARTBEAT_SECONDS says which step runs.
@@ -141,7 +142,7 @@ def execute_for_location(
         job_def=job, run_config=run_config, tags=run_tags, remote_job_origin=remote, job_code_origin=python
     )
     label = label or f"{job.name} {partition_key or ''}".strip()
-    with Heartbeat(instance, run.run_id, label, progress, heartbeat_seconds):
+    with Heartbeat(instance, run.run_id, label, progress, heartbeat_seconds, detail):
         return execute_run(InMemoryJob(job), run, instance)
 
 
@@ -149,8 +150,9 @@ class Heartbeat:
     """While a run executes, says every `every` seconds how long it has run and which step runs (and,
     in `best_params`, how many search trials finished), so long work is never silent."""
 
-    def __init__(self, instance, run_id: str, label: str, say, every: float = HEARTBEAT_SECONDS):
+    def __init__(self, instance, run_id: str, label: str, say, every: float = HEARTBEAT_SECONDS, detail=None):
         self.instance, self.run_id, self.label, self.say, self.every = instance, run_id, label, say, every
+        self.detail = detail  # step key -> more to say about that step, or None
         self._stop = threading.Event()
         self._thread = None
         self._started = 0.0
@@ -185,7 +187,39 @@ class Heartbeat:
         ).records
         if not started:
             return None
-        return f"step {started[0].event_log_entry.step_key} running"
+        step = started[0].event_log_entry.step_key
+        more = self.detail(step) if self.detail is not None else None
+        return f"step {step} running" + (f" ({more})" if more else "")
+
+
+def search_progress(defs: Definitions, partition: str):
+    """A `Heartbeat` detail for retrainings: in `best_params`, the search's finished trials and the
+    running trial's last reported epoch, read from the Optuna storage the search writes."""
+    from dagster import EnvVar
+
+    url = defs.resources["optuna_storage"].url
+    url = url.get_value() if isinstance(url, EnvVar) else url
+    prefix = f"{defs.resources['model_registry'].model_name}-{partition}"
+    storage = []
+
+    def detail(step: str) -> str | None:
+        if step != "best_params":
+            return None
+        import optuna
+
+        if not storage:
+            storage.append(optuna.storages.RDBStorage(url))
+        names = [s.study_name for s in storage[0].get_all_studies() if s.study_name.startswith(prefix)]
+        if not names:
+            return None
+        study_id = max(storage[0].get_study_id_from_name(n) for n in names)  # the latest search of the partition
+        trials = storage[0].get_all_trials(study_id, deepcopy=False)
+        finished = sum(t.state.is_finished() for t in trials)
+        running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+        epoch = f", trial {running[-1].number} at epoch {len(running[-1].intermediate_values)}" if running else ""
+        return f"{finished} search trials finished{epoch}"
+
+    return detail
 
 
 def run_retraining(
@@ -207,6 +241,7 @@ def run_retraining(
         progress,
         f"retraining {partition}",
         heartbeat_seconds,
+        search_progress(defs, partition) if progress is not None else None,
     )
     check = next((e for e in result.get_asset_check_evaluations() if e.check_name == "promotion_gate"), None)
     gate = GateMetadata.from_metadata(check.metadata) if check is not None else None

@@ -107,7 +107,8 @@ def test_replayed_runs_belong_to_the_code_location_and_the_job_pages_list_them(i
     report = replay(defs, instance, sessions, progress=lines.append, heartbeat_seconds=0.5)
     assert not report.failed_daily_runs and report.retrainings
     # Long work is never silent: the heartbeat names the run, its time and the running step.
-    assert any(line.startswith("    ... retraining 2006-02-2") and "step best_params running" in line for line in lines)
+    search = [line for line in lines if line.startswith("    ... retraining 2006-02-2") and "step best_params" in line]
+    assert search and any("search trials finished" in line for line in search), lines
 
     # What the UI's job page asks for: the job's runs tagged with the repository of its code location.
     label = {"key": ".dagster/repository", "value": "__repository__@stock_assets"}

@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -41,9 +42,10 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as SourceError
 
-from stock_assets.lib.redaction import has_password, masked_url
+from stock_assets.lib import trading_calendar
+from stock_assets.lib.prices import SanityRules
+from stock_assets.lib.redaction import has_password, mask_secrets, masked_url
 from stock_assets.lib.study import ARCHITECTURE_NAMES
-from stock_assets.lib.trading_calendar import EARLIEST_SESSION
 
 ENV_PREFIX = "STOCK_ASSETS_"
 SAMPLE_LAST_SESSION = dt.date(2013, 3, 1)  # the bundled sample's last session (stock_assets/data/PROVENANCE.md)
@@ -68,7 +70,11 @@ def _comma_list(value: Any) -> Any:
 
 
 class SettingsError(ValueError):
-    """A setting is missing or out of range; the message names the key and what is allowed."""
+    """A setting is missing or out of range; the message names the key and what is allowed. Every
+    message goes through `mask_secrets` (lib/redaction.py): it never holds a password."""
+
+    def __init__(self, message: object) -> None:
+        super().__init__(mask_secrets(message))
 
 
 class _Section(BaseModel):
@@ -150,6 +156,40 @@ class GuardSettings(_Section):
     )
 
 
+_RULES = SanityRules()
+
+
+class SanitySettings(_Section):
+    """What vendors get wrong, refused before storage (lib/prices.SanityRules; docs/inputs-and-secrets.md)."""
+
+    split_tolerance: float = Field(
+        _RULES.split_tolerance, ge=0, le=0.5, description="a declared split's factor in adj_close's move (log; 0 = off)"
+    )
+    undeclared_split_tolerance: float = Field(
+        _RULES.undeclared_split_tolerance, ge=0, le=0.2, description="adj_close moving by a split ratio (log; 0 = off)"
+    )
+    dividend_min_fraction: float = Field(
+        _RULES.dividend_min_fraction,
+        ge=0,
+        le=1,
+        description="dividends from this share of the price must show in adj_close",
+    )
+    max_volume: float = Field(_RULES.max_volume, gt=0, le=1e15, description="largest volume (shares) of one session")
+    max_dividend_fraction: float = Field(
+        _RULES.max_dividend_fraction, gt=0, le=10, description="largest dividend as a share of the close"
+    )
+    max_split_ratio: float = Field(
+        _RULES.max_split_ratio, gt=1, le=1e6, description="stock_splits within 1/this..this (0 = no split)"
+    )
+    first_row_sessions: int = Field(
+        _RULES.first_row_sessions, ge=0, le=250, description="rows after a file's first row validated with it"
+    )
+    file_name_ticker: bool = Field(_RULES.file_name_ticker, description="AAPL.csv must hold AAPL's rows")
+
+    def rules(self) -> SanityRules:
+        return SanityRules(**self.model_dump())
+
+
 class Settings(BaseSettings):
     """Every setting with its default and bounds. Built in code (`Settings(...)`, tests and scripts)
     it holds what it is given; `load_settings()` adds the environment and the settings file."""
@@ -159,6 +199,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix=ENV_PREFIX, env_nested_delimiter="__")
 
     tickers: Annotated[tuple[str, ...], NoDecode] = ("AAPL", "MSFT", "IBM", "GOOG")
+    exchange: str = Field(
+        trading_calendar.DEFAULT_EXCHANGE,
+        description="exchange_calendars code of the market (XNYS, XKRX, XLON, ...): partitions, sessions, schedule",
+    )
     source: Literal["sample", "csv", "yfinance"] = "sample"
     csv_path: Path | None = None
     start_date: dt.date = dt.date(2004, 8, 19)
@@ -185,6 +229,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = MonitoringSettings()
     forecast: ForecastSettings = ForecastSettings()
     guard: GuardSettings = GuardSettings()
+    sanity: SanitySettings = SanitySettings()
     # {setting: (environment variable, value read from it)}, filled by load_settings().
     _env_sources: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
 
@@ -217,17 +262,27 @@ class Settings(BaseSettings):
             raise ValueError(f"duplicate tickers in {list(value)}")
         return value
 
+    @field_validator("exchange", mode="before")
+    @classmethod
+    def _check_exchange(cls, value: Any) -> Any:
+        return trading_calendar.check_exchange(str(value).strip().upper())
+
     @field_validator("start_date")
     @classmethod
-    def _check_start(cls, value: dt.date) -> dt.date:
-        if not EARLIEST_SESSION <= value <= dt.date.today():
-            raise ValueError(
-                f"must be between {EARLIEST_SESSION} (the trading calendar's start) and today, got {value}"
-            )
+    def _check_start(cls, value: dt.date, info: ValidationInfo) -> dt.date:
+        exchange = info.data.get("exchange", trading_calendar.DEFAULT_EXCHANGE)
+        earliest = trading_calendar.earliest_session(exchange)
+        if not earliest <= value <= dt.date.today():
+            raise ValueError(f"must be between {earliest} (the {exchange} calendar's start) and today, got {value}")
         return value
 
     @model_validator(mode="after")
     def _check_source(self) -> Settings:
+        if self.source == "sample" and self.exchange != "XNYS":
+            raise ValueError(
+                f"source 'sample' holds NYSE (XNYS) sessions but exchange is {self.exchange}; use source csv "
+                "(csv_path) or yfinance for that market, or exchange XNYS"
+            )
         if self.source == "csv" and self.csv_path is None:
             raise ValueError("source 'csv' needs csv_path (a file or a directory of *.csv)")
         if self.end_date is not None and not self.start_date <= self.end_date <= dt.date.today():
@@ -359,7 +414,9 @@ def _describe(exc: ValidationError, loading: _Loading) -> str:
         if not err["loc"]:  # a rule across keys: the input is the whole settings mapping, never shown
             lines.append(f"  {key}: {msg} (settings file {loading.path} or {ENV_PREFIX}* variables)")
             continue
-        got = "" if isinstance(err.get("input"), Mapping) else f"got {_shown(err.get('input'))!r}; "
+        # A key named like a secret (an unknown `password:`) may hold a plain password: never shown.
+        hidden = isinstance(err.get("input"), Mapping) or any(_SECRET_KEY.search(str(p)) for p in err["loc"])
+        got = "" if hidden else f"got {_shown(err.get('input'))!r}; "
         lines.append(f"  {key}: {msg} ({got}{loading.origin(err['loc'])})")
     return "invalid stock_assets settings:\n" + "\n".join(lines)
 
@@ -399,7 +456,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         raise SettingsError(f"settings file {path} does not exist (set {SETTINGS_FILE_ENV} to a YAML file)")
     try:
         loading = _Loading(path, environ)
-        in_file = [key for key in SECRET_SETTINGS if has_password(loading.file().get(key))]
+        in_file = _passwords_in(loading.file())
         loading.env()
     except SourceError as exc:  # a JSON-valued variable (accepted_moves) that is not JSON
         field = re.search(r'field "([^"]+)"', str(exc))
@@ -409,10 +466,11 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             f"(from env {ENV_PREFIX}{key.upper()})"
         ) from None
     if in_file:
+        variables = [SECRET_SETTINGS[key][0] for key in in_file if key in SECRET_SETTINGS]
         raise SettingsError(
-            f"settings file {path}: {in_file} hold a password; remove them from the file and set "
-            + ", ".join(SECRET_SETTINGS[key][0] for key in in_file)
-            + " in the environment instead (secrets never go in the settings file)"
+            f"settings file {path}: {in_file} hold a password; remove them from the file"
+            + (" and set " + ", ".join(variables) + " in the environment instead" if variables else "")
+            + " (secrets never go in the settings file; docs/inputs-and-secrets.md)"
         )
     token = _LOADING.set(loading)
     try:
@@ -422,5 +480,54 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     finally:
         _LOADING.reset(token)
     _check_home(settings.home, path, environ)
+    _check_drivers(settings, loading)
     settings._env_sources = _env_sources(environ)
+    # The one hand-over of the exchange: every calendar question of this process is about it.
+    trading_calendar.use_exchange(settings.exchange)
     return settings
+
+
+_SECRET_KEY = re.compile(r"pass(word|wd)?$|^pwd$|secret|token|api_?key|credential", re.IGNORECASE)
+
+
+def _passwords_in(tree: Any, where: str = "") -> list[str]:
+    """Keys of the settings file holding a password in any form: a URL with user-info password or a
+    credential query parameter, a `password=` pair in any string, or a key named like a secret."""
+    found = []
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            name = f"{where}.{key}" if where else str(key)
+            if _SECRET_KEY.search(str(key)) and value not in (None, ""):
+                found.append(name)
+            else:
+                found += _passwords_in(value, name)
+    elif isinstance(tree, list | tuple):
+        for i, value in enumerate(tree):
+            found += _passwords_in(value, f"{where}[{i}]")
+    elif isinstance(tree, str) and has_password(tree):
+        found.append(where)
+    return found
+
+
+# SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3; the project installs psycopg2.
+_DRIVERS = {"postgresql": ("psycopg", "postgresql+psycopg2://"), "postgres": ("psycopg", "postgresql+psycopg2://")}
+
+
+def _check_drivers(settings: Settings, loading: _Loading) -> None:
+    """A store URL whose database driver is not installed fails here, naming the URL form that works,
+    instead of mid-run with "No module named 'psycopg'"."""
+    import importlib.util
+
+    problems = []
+    for key in ("database_url", "optuna_storage", "mlflow_tracking_uri"):
+        url = getattr(settings, key)
+        scheme = url.split("://", 1)[0].lower() if url and "://" in url else ""
+        if scheme in _DRIVERS:
+            module, fixed = _DRIVERS[scheme]
+            if importlib.util.find_spec(module) is None:
+                problems.append(
+                    f"  {key}: {masked_url(url)} uses SQLAlchemy's default driver {module}, which is not installed; "
+                    f"write {fixed}... (psycopg2 is installed) ({loading.origin((key,))})"
+                )
+    if problems:
+        raise SettingsError("invalid stock_assets settings:\n" + "\n".join(problems))

@@ -10,8 +10,10 @@ from contextlib import contextmanager
 from dagster import AssetExecutionContext, Failure
 
 from stock_assets.lib.prices import PriceDataError
+from stock_assets.lib.redaction import mask_secrets
 from stock_assets.lib.sources import PriceSourceError
 from stock_assets.lib.trading_calendar import CalendarRangeError
+from stock_assets.partitions import NO_RETRY_TAGS, PartitionRangeError
 from stock_assets.resources.warehouse import MissingPartitionsError
 
 ACTIONABLE_ERRORS: tuple[type[Exception], ...] = (
@@ -19,10 +21,9 @@ ACTIONABLE_ERRORS: tuple[type[Exception], ...] = (
     PriceDataError,
     MissingPartitionsError,
     CalendarRangeError,
+    PartitionRangeError,  # a reversed range, or a partition key that is not a session
 )
-# Dagster's per-run override of the instance's `run_retries.retry_on_asset_or_op_failure`: the instance
-# decides whether to retry a failed run from its tags when the failure is recorded.
-NO_RETRY_TAGS = {"dagster/retry_on_asset_or_op_failure": "false"}
+__all__ = ["ACTIONABLE_ERRORS", "NO_RETRY_TAGS", "reported_as_failure"]
 
 
 @contextmanager
@@ -35,4 +36,4 @@ def reported_as_failure(context: AssetExecutionContext, *extra: type[Exception])
     except (*ACTIONABLE_ERRORS, *extra) as exc:
         if not getattr(exc, "transient", False):
             context.instance.add_run_tags(context.run_id, NO_RETRY_TAGS)
-        raise Failure(description=str(exc)) from exc
+        raise Failure(description=mask_secrets(str(exc))) from exc

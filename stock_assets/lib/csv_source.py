@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +13,11 @@ import pandas as pd
 
 from stock_assets.lib.prices import (
     DEFAULT_MAX_ABS_LOG_RETURN,
+    DEFAULT_RULES,
     NUMERIC_COLUMNS,
     PRICE_FRAME_COLUMNS,
     PriceDataError,
+    SanityRules,
     accepted_move_set,
     canonical_column,
     check_calendar,
@@ -27,19 +30,42 @@ from stock_assets.lib.prices import (
 from stock_assets.lib.sources import AcceptedMoves, PriceSourceError, rows_between
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
+# A file name written like a ticker symbol (AAPL.csv, BRK.B.csv): its rows must be that ticker's.
+_TICKER_NAME = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+FROM_FILE_NAME = "stock_assets_ticker_from_file_name"  # DataFrame.attrs flag: no ticker column in the file
 
 
 def _is_csv(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(CSV_SUFFIXES)
 
 
-def _ticker_from_file_name(file: Path) -> str:
-    """AAPL.csv.gz -> AAPL; only the CSV suffixes go, so BRK.B.csv stays BRK.B."""
+def _stem(file: Path) -> str:
+    """AAPL.csv.gz -> AAPL as written; only the CSV suffixes go, so BRK.B.csv stays BRK.B."""
     name = file.name
     for suffix in sorted(CSV_SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):
-            return name[: -len(suffix)].strip().upper()
-    return file.stem.strip().upper()
+            return name[: -len(suffix)].strip()
+    return file.stem.strip()
+
+
+def _ticker_from_file_name(file: Path) -> str:
+    return _stem(file).upper()
+
+
+def _check_file_name_ticker(file: Path, tickers: np.ndarray, wanted: pd.Index) -> None:
+    """AAPL.csv whose ticker (or symbol) column says MSFT would store AAPL's prices as MSFT: refuse a
+    file named like a ticker (capitals, or a requested ticker in any case) that holds other tickers."""
+    stem = _stem(file)
+    named = stem.upper()
+    if not (_TICKER_NAME.match(stem) or named in set(wanted)):
+        return
+    others = sorted(set(tickers) - {named})
+    if others:
+        raise PriceDataError(
+            f"CSV {file}: the file name says {named} but its ticker column holds {others[:5]}; rename the file "
+            f"after its ticker (e.g. {others[0]}.csv) or correct the column (setting sanity.file_name_ticker: false "
+            "turns this check off for files named otherwise)"
+        )
 
 
 class _Parsed:
@@ -110,6 +136,7 @@ class CsvPriceSource:
     name: str = "csv"
     max_abs_log_return: float = DEFAULT_MAX_ABS_LOG_RETURN
     accepted_moves: AcceptedMoves = ()
+    rules: SanityRules = DEFAULT_RULES
 
     def fetch(self, tickers: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         path = Path(self.path)
@@ -140,9 +167,10 @@ class CsvPriceSource:
         end, those before its start only on their ticker's last date there. None: no requested ticker."""
         raw = self._read(file)
         origin = f"CSV {file}"
-        if tuple(raw.columns) not in scan.layouts:
-            schema_columns(raw.iloc[:0], origin)  # unknown, missing or doubled columns
-            scan.layouts.add(tuple(raw.columns))
+        derived = ("ticker",) if raw.attrs.get(FROM_FILE_NAME) else ()
+        if (tuple(raw.columns), derived) not in scan.layouts:
+            schema_columns(raw.iloc[:0], origin, derived=derived)  # unknown, missing or doubled columns
+            scan.layouts.add((tuple(raw.columns), derived))
         if raw.empty:
             self._normalize(raw, origin)  # raises: no rows
         columns = [canonical_column(c) for c in raw.columns]
@@ -169,6 +197,8 @@ class CsvPriceSource:
                 raise
 
         tickers = scan.tickers.of(raw_tickers, parse_tickers)
+        if self.rules.file_name_ticker and not derived:
+            _check_file_name_ticker(file, tickers, scan.wanted)
         dates = scan.dates.of(raw_dates, parse_dates)
         rows = np.flatnonzero(scan.wanted.get_indexer(tickers) >= 0)
         if not len(rows):
@@ -181,7 +211,21 @@ class CsvPriceSource:
             keep |= before & (dates == next(iter(last.values())))
         elif last:
             keep |= before & (dates == pd.Series(tickers).map(last).to_numpy())
+        keep |= self._first_rows_context(tickers, dates, keep, set(last), scan.end)
         return _FileWindow(file, raw.iloc[rows[keep]], tickers[keep], dates[keep], last)
+
+    def _first_rows_context(self, tickers: np.ndarray, dates: np.ndarray, keep: np.ndarray, started: set, end: str):
+        """A ticker whose first row in the file lies in the window has no previous row to check its move
+        against (a 1e12 price there would be stored): validate it with its next `first_row_sessions` rows."""
+        extra = np.zeros(len(tickers), dtype=bool)
+        n = self.rules.first_row_sessions
+        fresh = np.isin(tickers, list(set(tickers[keep]) - started)) if n else extra
+        after = np.flatnonzero(fresh & (dates > end))
+        if len(after):
+            order = pd.DataFrame({"ticker": tickers[after], "date": dates[after], "at": after})
+            order = order.sort_values(["ticker", "date"]).groupby("ticker").head(n)
+            extra[order["at"].to_numpy()] = True
+        return extra
 
     @staticmethod
     def _previous_rows_only(windows: list[_FileWindow], start: str) -> list[_FileWindow]:
@@ -226,7 +270,11 @@ class CsvPriceSource:
 
     def _normalize(self, frame: pd.DataFrame, origin: str) -> pd.DataFrame:
         return normalize_price_frame(
-            frame, origin, max_abs_log_return=self.max_abs_log_return, accepted_moves=self.accepted_moves
+            frame,
+            origin,
+            max_abs_log_return=self.max_abs_log_return,
+            accepted_moves=self.accepted_moves,
+            rules=self.rules,
         )
 
     def _combine(self, frames: list[pd.DataFrame], files: list[Path], path: Path) -> pd.DataFrame:
@@ -252,4 +300,5 @@ class CsvPriceSource:
             raise PriceDataError(f"CSV {file}: cannot be read as CSV ({exc})") from exc
         if "ticker" not in {canonical_column(c) for c in frame.columns}:
             frame["ticker"] = _ticker_from_file_name(file)
+            frame.attrs[FROM_FILE_NAME] = True
         return frame

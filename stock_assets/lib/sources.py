@@ -15,7 +15,14 @@ from typing import Protocol
 import pandas as pd
 
 from stock_assets.lib import trading_calendar
-from stock_assets.lib.prices import DEFAULT_MAX_ABS_LOG_RETURN, PriceDataError, canonical_column, normalize_price_frame
+from stock_assets.lib.prices import (
+    DEFAULT_MAX_ABS_LOG_RETURN,
+    DEFAULT_RULES,
+    PriceDataError,
+    SanityRules,
+    canonical_column,
+    normalize_price_frame,
+)
 
 SAMPLE_FILE = "sample_prices.csv.gz"
 # yfinance adds these for funds: distributions, not prices, and not part of the schema.
@@ -51,21 +58,33 @@ def _raw_sample() -> pd.DataFrame:
         return pd.read_csv(fh, compression="gzip", dtype={"date": str, "ticker": str})
 
 
+SAMPLE_EXCHANGE = "XNYS"  # the sample's dates are NYSE sessions
+
+
 @lru_cache(maxsize=4)
-def _validated_sample(max_abs_log_return: float, accepted_moves: tuple) -> pd.DataFrame:
+def _validated_sample(max_abs_log_return: float, accepted_moves: tuple, rules: SanityRules) -> pd.DataFrame:
+    if trading_calendar.EXCHANGE != SAMPLE_EXCHANGE:
+        raise PriceSourceError(
+            f"the bundled sample holds {SAMPLE_EXCHANGE} sessions but the exchange is {trading_calendar.EXCHANGE}; "
+            "set exchange: XNYS, or source: csv (csv_path) or yfinance for that market"
+        )
     return normalize_price_frame(
         _raw_sample(),
         f"bundled {SAMPLE_FILE}",
         max_abs_log_return=max_abs_log_return,
         accepted_moves=accepted_moves,
+        rules=rules,
     )
 
 
 def load_sample_prices(
-    *, max_abs_log_return: float = DEFAULT_MAX_ABS_LOG_RETURN, accepted_moves: AcceptedMoves = ()
+    *,
+    max_abs_log_return: float = DEFAULT_MAX_ABS_LOG_RETURN,
+    accepted_moves: AcceptedMoves = (),
+    rules: SanityRules = DEFAULT_RULES,
 ) -> pd.DataFrame:
     """The bundled public-domain sample (see data/PROVENANCE.md), validated once per process and rule set."""
-    return _validated_sample(float(max_abs_log_return), tuple(tuple(pair) for pair in accepted_moves))
+    return _validated_sample(float(max_abs_log_return), tuple(tuple(pair) for pair in accepted_moves), rules)
 
 
 @dataclass
@@ -75,9 +94,12 @@ class SamplePriceSource:
     name: str = "sample"
     max_abs_log_return: float = DEFAULT_MAX_ABS_LOG_RETURN
     accepted_moves: AcceptedMoves = ()
+    rules: SanityRules = DEFAULT_RULES
 
     def fetch(self, tickers: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
-        data = load_sample_prices(max_abs_log_return=self.max_abs_log_return, accepted_moves=self.accepted_moves)
+        data = load_sample_prices(
+            max_abs_log_return=self.max_abs_log_return, accepted_moves=self.accepted_moves, rules=self.rules
+        )
         unknown = sorted(set(tickers) - set(data["ticker"]))
         if unknown:
             raise PriceSourceError(
@@ -128,6 +150,7 @@ class YFinancePriceSource:
     name: str = "yfinance"
     max_abs_log_return: float = DEFAULT_MAX_ABS_LOG_RETURN
     accepted_moves: AcceptedMoves = ()
+    rules: SanityRules = DEFAULT_RULES
 
     def fetch(self, tickers: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         frames = [self._fetch_one(t, start, end) for t in tickers]
@@ -136,6 +159,7 @@ class YFinancePriceSource:
             f"yfinance {tickers}",
             max_abs_log_return=self.max_abs_log_return,
             accepted_moves=self.accepted_moves,
+            rules=self.rules,
         )
 
     def _fetch_one(self, ticker: str, start: dt.date, end: dt.date) -> pd.DataFrame:

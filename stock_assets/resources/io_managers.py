@@ -14,14 +14,30 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from dagster import ConfigurableIOManager, InputContext, OutputContext
+from dagster import ConfigurableIOManager, Failure, InputContext, OutputContext
 
 from stock_assets.lib.contracts import CONTRACT_KEY, CONTRACTS, Contract
+from stock_assets.partitions import NO_RETRY_TAGS, NotASessionError, check_session_tags
 from stock_assets.resources.warehouse import MissingPartitionsError, get_warehouse
 
 
 def table_name(context: InputContext | OutputContext) -> str:
     return "__".join(context.asset_key.path)
+
+
+def refuse_non_session_run(context: InputContext | OutputContext) -> None:
+    """Fail a run launched for a partition key that is not a session before anything is read or
+    written, whichever asset it runs (Dagster would map a Saturday to Monday's window), and mark it not
+    to be retried. Every asset reads and writes through these IO managers, so this covers every job."""
+    try:
+        step = context.step_context
+    except Exception:  # built outside a run (build_output_context in a test): nothing to check
+        return
+    try:
+        check_session_tags(step.dagster_run.tags)
+    except NotASessionError as exc:
+        step.instance.add_run_tags(step.run_id, NO_RETRY_TAGS)
+        raise Failure(description=str(exc)) from exc
 
 
 class FrameChunks:
@@ -44,6 +60,7 @@ class TableIOManager(ConfigurableIOManager):
     database_url: str
 
     def handle_output(self, context: OutputContext, obj: pd.DataFrame | FrameChunks) -> None:
+        refuse_non_session_run(context)
         if obj is None:
             return
         definition = context.definition_metadata or {}
@@ -57,6 +74,7 @@ class TableIOManager(ConfigurableIOManager):
         context.log.info(f"{table_name(context)}: stored {rows} rows for {span}")  # the run's one-line summary
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
+        refuse_non_session_run(context)
         upstream = context.upstream_output
         definition = (upstream.definition_metadata if upstream else None) or {}
         partition_column = definition.get("partition_expr", "date")
@@ -112,12 +130,14 @@ class ObjectIOManager(ConfigurableIOManager):
         raise MissingPartitionsError(f"{asset}: partition {key} not materialized; materialize it first")
 
     def handle_output(self, context: OutputContext, obj) -> None:
+        refuse_non_session_run(context)
         if obj is None:
             return
         for key in context.asset_partition_keys:
             self.write(table_name(context), key, obj)
 
     def load_input(self, context: InputContext):
+        refuse_non_session_run(context)
         keys = list(context.asset_partition_keys)
         if len(keys) != 1:
             raise ValueError(f"{table_name(context)}: expected exactly one upstream partition, got {len(keys)}")

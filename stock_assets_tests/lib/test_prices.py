@@ -129,7 +129,7 @@ BAD_INPUTS = [
     ),
     case(
         "stray text file in folder",
-        {"AAA.csv": GOOD, "notes.csv": "remember to\nbuy low, sell high\n"},
+        {"ACME.csv": GOOD, "notes.csv": "remember to\nbuy low, sell high\n"},
         "notes.csv",
         "missing columns ['date', 'open', 'high', 'low', 'close', 'volume']",
         "unknown columns ['remember to']",
@@ -138,8 +138,8 @@ BAD_INPUTS = [
     ),
     case(
         "bad file in folder is named",
-        {"AAA.csv": GOOD, "BBB.csv.gz": csv(R, HEADER.replace("close,adj", "adj"))},
-        "BBB.csv.gz:",
+        {"ACME.csv": GOOD, "bbb.csv.gz": csv(R, HEADER.replace("close,adj", "adj"))},
+        "bbb.csv.gz:",
         "missing columns ['close']",
     ),
     case("unreadable file", one(""), "prices.csv", "cannot be read as CSV"),
@@ -226,7 +226,8 @@ BAD_INPUTS = [
         "not a session",
         one(csv(swap(R, 8, SESSIONS[8], "2024-06-15"))),
         "prices.csv",
-        "not NYSE sessions",
+        "not XNYS sessions",
+        "set the `exchange` setting",
         "2024-06-15 ACME",
     ),
     case("duplicate row", one(csv(R + R[-1:])), "prices.csv", "duplicate (date, ticker)", "2024-06-14 ACME"),
@@ -270,7 +271,7 @@ def frame(**columns) -> pd.DataFrame:
 @pytest.mark.parametrize(
     "dates, fragment",
     [
-        (pd.to_datetime(SESSIONS).tz_localize("America/New_York"), "time zone"),
+        (pd.to_datetime(SESSIONS).tz_localize("Asia/Seoul"), "time zone"),
         (pd.to_datetime(SESSIONS) + pd.Timedelta(hours=16), "time of day"),
     ],
 )

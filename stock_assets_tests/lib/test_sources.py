@@ -265,7 +265,9 @@ def test_csv_validates_the_window_once_and_only_the_requested_rows(tmp_path, mon
     monkeypatch.setattr(csv_source, "normalize_price_frame", counting)
     got = CsvPriceSource(folder).fetch(["AAA", "BBB", "DDD", "EEE"], D(SESSIONS[40]), D(SESSIONS[41]))
     assert len(got) == 8
-    assert seen == [4 * 3]  # one validation: two sessions of 4 tickers and each one's previous row
+    # One validation: two sessions of 4 tickers and each one's previous row, plus the 5 rows after the window
+    # of DDD-2.csv, whose first row is in the window (sanity.first_row_sessions: a first row is checked too).
+    assert seen == [4 * 3 + 5]
 
 
 def test_csv_bad_row_outside_the_window_is_reported_when_its_window_is_fetched(tmp_path):
@@ -287,7 +289,7 @@ def test_csv_bad_row_outside_the_window_is_reported_when_its_window_is_fetched(t
         ("01/05/2024", "dates not in the accepted format YYYY-MM-DD (e.g. 2010-03-02) in 1 row(s): row 4 ZZZ"),
         ("2024-02-30", "row 4 ZZZ '2024-02-30'"),
         ("", "row 4 ZZZ ''"),
-        ("2024-01-06", "dates that are not NYSE sessions (weekends/holidays) in 1 row(s): 2024-01-06 ZZZ"),
+        ("2024-01-06", "dates that are not XNYS sessions (weekends/holidays) in 1 row(s): 2024-01-06 ZZZ"),
         ("1979-06-01", "dates before 1980-01-02"),
     ],
 )

@@ -1,5 +1,6 @@
 """`processed_features`: the scale-free indicator vector per (session, ticker)."""
 
+import numpy as np
 import pandas as pd
 from dagster import (
     AssetDep,
@@ -23,9 +24,29 @@ from stock_assets.resources.warehouse import WarehouseResource
 from stock_assets.settings import Settings
 
 
+def finite_features(features: pd.DataFrame) -> pd.DataFrame:
+    """Refuse feature rows holding NaN or infinity (prices at the edge of float range, a zero range):
+    they would poison scalers and models. Names ticker, session and feature; nothing is written."""
+    values = features[FEATURE_COLUMNS].to_numpy(dtype=float) if len(features) else np.empty((0, 0))
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        shown = ", ".join(
+            f"{features['date'].iloc[r]} {features['ticker'].iloc[r]} {FEATURE_COLUMNS[c]}={values[r, c]}"
+            for r, c in list(zip(rows, cols, strict=True))[:5]
+        )
+        raise PriceDataError(
+            f"processed_features: {int(bad.sum())} non-finite feature value(s) from the stored prices ({shown}). "
+            "Check raw_prices of those tickers around those sessions for extreme or constant values (settings "
+            "sanity.max_volume bounds volume), fix the source and re-materialize raw_prices; no features were written."
+        )
+    return features
+
+
 def build_processed_features(settings: Settings, partitions: PartitionsDefinition) -> AssetsDefinition:
     lookback = settings.feature_lookback
     price_window = max_window(lookback)
+    sanity = settings.sanity.rules()
 
     @asset(
         partitions_def=partitions,
@@ -57,7 +78,8 @@ def build_processed_features(settings: Settings, partitions: PartitionsDefinitio
         """A daily run returns one small frame; a range run returns `FrameChunks` that read the prices
         of, compute and write `CHUNK_SESSIONS` sessions at a time inside the one write transaction, so
         its memory follows a chunk and not the range (docs/architecture.md, "Memory")."""
-        keys = run_partition_keys(context)
+        with reported_as_failure(context):  # a key that is not a session: refused, never retried
+            keys = run_partition_keys(context)
         tickers = list(basket.tickers)
         # Anchors count from the partitions' first session (docs/decisions.md, "Date-anchored feature windows").
         sessions = session_keys(basket.start_date, keys[-1])
@@ -72,14 +94,14 @@ def build_processed_features(settings: Settings, partitions: PartitionsDefinitio
             at = sessions.index(chunk[0], first)
             window = sessions[max(0, at - price_window + 1) : at + len(chunk)]
             prices = store.read_range("raw_prices", "date", window[0], window[-1])
-            problems = price_problems(prices, tickers, window, **rules)
+            problems = price_problems(prices, tickers, window, **rules, rules=sanity)
             if any(problems.values()):
                 raise PriceDataError(  # reported as a Failure, and not retried: the stored data stays bad
                     f"raw_prices fail quality rules in {window[0]}..{window[-1]}: "
                     f"{describe_problems(problems)}. Fix the source data and re-materialize raw_prices for those "
                     "sessions; no features were written."
                 )
-            return compute_features(prices, sessions, chunk, tickers, lookback)
+            return finite_features(compute_features(prices, sessions, chunk, tickers, lookback))
 
         warmup = sum(window_start(i, lookback) is None for i in range(first, len(sessions)))
         context.add_output_metadata(

@@ -1,5 +1,6 @@
 """`raw_prices`: one row per (session, ticker) from the configured price source."""
 
+import dataclasses
 import datetime as dt
 
 import pandas as pd
@@ -37,6 +38,7 @@ def readjustments(stored: pd.DataFrame, fresh: pd.DataFrame, tolerance: float = 
 
 def build_raw_prices(settings: Settings, partitions: PartitionsDefinition) -> AssetsDefinition:
     RawPricesConfig = build_raw_prices_config(settings)
+    rules = settings.sanity.rules()  # what vendors get wrong (lib/prices.SanityRules), refused before storage
 
     @asset(
         partitions_def=partitions,
@@ -57,8 +59,10 @@ def build_raw_prices(settings: Settings, partitions: PartitionsDefinition) -> As
         """Daily OHLCV, adj_close and corporate actions per ticker for each session, as delivered by
         the configured source. A few already-stored sessions are re-fetched and compared, so a vendor
         re-adjustment is reported instead of silently mixing price bases."""
-        keys = run_partition_keys(context)
-        return fetch_raw_prices(context, keys, basket, price_source.get(), warehouse, config)
+        with reported_as_failure(context):  # a key that is not a session: refused, never retried
+            keys = run_partition_keys(context)
+        source = dataclasses.replace(price_source.get(), rules=rules)
+        return fetch_raw_prices(context, keys, basket, source, warehouse, config)
 
     return raw_prices
 

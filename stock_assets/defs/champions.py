@@ -43,17 +43,39 @@ def training_closes(day: str, basket, warehouse, training_window: int) -> np.nda
     return close.to_numpy(dtype=np.float64)
 
 
+def run_started_at(context) -> str | None:
+    """The Dagster run's start (ISO UTC): promotions recorded by other runs after it are concurrent."""
+    import datetime as dt
+
+    record = context.instance.get_run_record_by_id(context.run_id)
+    started = record.start_time if record is not None else None
+    if started is None:
+        return None
+    return dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="microseconds")
+
+
 def promote_first_champion(context, day: str, basket, warehouse, model_registry, settings) -> ModelRef:
     """Register the persistence-EWMA baseline fitted on the training window ending at `day` and
     promote it, so predictions never wait for a first retraining. Any other model (drift, GARCH, an
-    LSTM) takes over only through the promotion gate's significance test."""
+    LSTM) takes over only through the promotion gate's significance test.
+
+    Two first runs at once register one baseline between them: the run whose promotion was not the
+    first withdraws it and deletes the version it registered (docs/decisions.md, "The registry tells
+    the truth")."""
     close = training_closes(day, basket, warehouse, settings.training.training_window)
     forecast = settings.forecast
     baseline = fit_baseline(FIRST_CHAMPION, close, basket.tickers, forecast.quantiles, forecast.ewma_lambda, day)
+    started = run_started_at(context)
     with model_registry.mlflow_run_for(context.run_id, day, context.job_name):
         ref = register_baseline(model_registry, baseline, day, context.run_id)
-    model_registry.promote(ref.version, day, context.run_id)
-    context.log.info(f"no champion as of {day}: promoted the persistence-EWMA baseline {ref.label}")
+    standing = model_registry.promote(ref.version, day, context.run_id, run_started_at=started)
+    if standing.version != ref.version:
+        model_registry.client().delete_model_version(model_registry.model_name, ref.version)
+        context.log.info(
+            f"another run promoted the first champion v{standing.version} for {day}; v{ref.version} removed"
+        )
+    else:
+        context.log.info(f"no champion as of {day}: promoted the persistence-EWMA baseline {ref.label}")
     return model_registry.champion_as_of(day)
 
 
@@ -65,4 +87,4 @@ def fall_back_to_baseline(context, kind: str, day: str, basket, warehouse, model
     baseline = fit_baseline(kind, close, basket.tickers, forecast.quantiles, forecast.ewma_lambda, day)
     with model_registry.mlflow_run_for(context.run_id, day, context.job_name):
         ref = register_baseline(model_registry, baseline, day, context.run_id)
-    return model_registry.promote(ref.version, day, context.run_id)
+    return model_registry.promote(ref.version, day, context.run_id, run_started_at=run_started_at(context))

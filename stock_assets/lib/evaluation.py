@@ -124,9 +124,12 @@ def gate_decision(
     `alpha`, and its median is not significantly worse than persistence's (the same test on MAE)."""
     pinball = {"candidate": float(np.nanmean(candidate.pinball)), "baseline": float(np.nanmean(baseline.pinball))}
     rivals = {"baseline": baseline.pinball}
+    # A champion that is the baseline (the first champion) is one rival, named once.
+    same = champion is not None and np.allclose(champion.pinball, baseline.pinball, equal_nan=True)
     if champion is not None:
         pinball["champion"] = float(np.nanmean(champion.pinball))
-        rivals["champion"] = champion.pinball
+        if not same:
+            rivals["champion"] = champion.pinball
     tests = {name: diebold_mariano(session_loss_differential(candidate.pinball, loss)) for name, loss in rivals.items()}
     worse = diebold_mariano(session_loss_differential(persistence_abs_error, candidate.abs_error))
     reasons = []
@@ -147,7 +150,7 @@ def gate_decision(
     candidate_mae, persistence_mae = float(np.nanmean(candidate.abs_error)), float(np.nanmean(persistence_abs_error))
     compared = "; ".join(
         f"{name} {pinball[name]:.5f} (DM {tests[name].statistic:+.2f}, p={tests[name].p_value:.3f})" for name in tests
-    )
+    ) + (" (the champion is this baseline)" if same else "")
     verdict = (
         ("promoted" if passed else "rejected: " + "; ".join(reasons))
         + f" | pinball candidate {pinball['candidate']:.5f} vs {compared}"

@@ -32,6 +32,7 @@ from stock_assets.lib.metrics import log_returns
 PERSISTENCE, DRIFT, GARCH = "persistence", "drift", "garch"
 BASELINES = (PERSISTENCE, DRIFT, GARCH)
 FIRST_CHAMPION = PERSISTENCE  # persistence with an EWMA spread: the naive forecast, as a distribution
+DRILL = "drill-biased"  # the replay's deliberately degraded champion (stock_assets/replay.py)
 
 
 def sigma_after(close: np.ndarray, ends, variance_fn) -> np.ndarray:

@@ -39,7 +39,8 @@ NUMBER_COLUMNS = [
     "persistence_abs_error",
 ]
 # What the served distribution was, copied from daily_predictions (NaN when a row lacks it).
-FORECAST_COLUMNS = ["predicted_volatility", "baseline_volatility", "calibration_scale"]
+# `served_by_fallback` is 1 where the guard served the baseline's forecast instead of the champion's.
+FORECAST_COLUMNS = ["predicted_volatility", "baseline_volatility", "calibration_scale", "served_by_fallback"]
 BASELINE = "baseline_"  # prefix of the persistence-EWMA baseline's quantiles and scores
 _Q_COLUMN = re.compile(r"^q(\d+)$")
 
@@ -249,8 +250,11 @@ def rolling_summary(log: pd.DataFrame) -> dict[str, float | int | str]:
 
 
 def champion_rows(log: pd.DataFrame, version: str, trained_for: str) -> pd.DataFrame:
-    """The rows one champion served since its promotion."""
-    return log[(log["model_version"].astype(str) == str(version)) & (log["model_trained_for"] == trained_for)]
+    """The rows one champion served itself since its promotion (not those the guard's fallback served)."""
+    mine = (log["model_version"].astype(str) == str(version)) & (log["model_trained_for"] == trained_for)
+    if "served_by_fallback" in log:
+        mine &= log["served_by_fallback"].astype(float).fillna(0.0) != 1.0
+    return log[mine]
 
 
 def champion_session_losses(log: pd.DataFrame, version: str, trained_for: str) -> tuple[np.ndarray, np.ndarray]:
@@ -434,6 +438,18 @@ def walk_forward_summary(log: pd.DataFrame, static_quantiles: StaticQuantiles | 
     up_share = float((calls["actual_close"] > calls["last_close"]).mean()) if len(calls) else float("nan")
     p_value = binomtest(hits, len(calls), max(up_share, 1e-9), alternative="greater").pvalue if len(calls) else 1.0
     served = log.groupby("target_date")["model_kind"].first().map(served_by).value_counts(normalize=True)
+    fallback = (
+        log["served_by_fallback"].astype(float).fillna(0.0) == 1.0
+        if "served_by_fallback" in log
+        else pd.Series(False, index=log.index)
+    )
+    by_baseline = log[(log["model_kind"].map(served_by) == "baseline") | fallback]
+    out["MAE / persistence where a baseline served"] = (
+        round(float(by_baseline["abs_error"].mean() / by_baseline["persistence_abs_error"].mean()), 4)
+        if len(by_baseline)
+        else "n/a (no baseline served)"
+    )
+    out["sessions the guard served persistence"] = int(log.loc[fallback, "target_date"].nunique())
     return {
         **out,
         "directional accuracy": f"{hits / len(calls):.4f} over {len(calls)} directional forecasts"

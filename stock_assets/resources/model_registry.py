@@ -29,7 +29,7 @@ from pydantic import PrivateAttr
 
 import stock_assets.resources.baseline_flavor as baseline_flavor
 from stock_assets.lib.contracts import ModelRef, Preprocessing, Promotion
-from stock_assets.lib.forecasters import BaselineForecaster
+from stock_assets.lib.forecasters import BASELINES, DRILL, BaselineForecaster
 from stock_assets.resources.pt2_archive import Pt2ArchiveError, check_pickle_free
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -43,6 +43,14 @@ LEGACY_HISTORY_TAG = "promotion_history"
 MLMODEL_FILE = "MLmodel"
 PROGRAM_FILE = "model.pt2"
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
+# Kinds registered by the project without a gate (lib/forecasters.py, replay's drill): never challengers.
+BASELINE_KINDS = frozenset({*BASELINES, DRILL})
+
+
+def promotion_tag(partition: str, dagster_run_id: str) -> str:
+    return f"{PROMOTION_TAG_PREFIX}{partition}/{dagster_run_id}"
 
 
 class ModelRegistryUnavailableError(RuntimeError):
@@ -59,6 +67,26 @@ def masked_uri(uri: str) -> str:
     from stock_assets.lib.redaction import masked_url
 
     return masked_url(uri)
+
+
+@contextlib.contextmanager
+def _store_creation_lock(uri: str) -> Iterator[None]:
+    """An exclusive file lock beside an embedded (SQLite) MLflow store while it is first opened:
+    MLflow creates and migrates its tables on first use, and two processes doing it at once fail
+    with "duplicate column name". A server or Postgres store needs no lock."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def serving_requirements() -> list[str]:
@@ -105,7 +133,9 @@ class ModelRegistryResource(ConfigurableResource):
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.http_max_retries))
             from mlflow import MlflowClient
 
-            self._client = MlflowClient(uri, uri)
+            with _store_creation_lock(uri):  # two first runs at once must not both create the tables
+                self._client = MlflowClient(uri, uri)
+                self._client.search_registered_models(max_results=1)
         if mlflow.get_tracking_uri() != uri:  # tests and replays use several stores in one process
             mlflow.set_tracking_uri(uri)
             mlflow.set_registry_uri(uri)
@@ -300,18 +330,114 @@ class ModelRegistryResource(ConfigurableResource):
         eligible = [h for h in self.promotions() if h.partition <= partition]
         return eligible[-1].ref(self.model_name) if eligible else None
 
-    def promote(self, version: str, partition: str, dagster_run_id: str) -> Promotion:
+    def promote(
+        self, version: str, partition: str, dagster_run_id: str, run_started_at: str | None = None
+    ) -> Promotion:
         """Record the promotion of `version` for `partition` (its own tag: concurrent promotions never
-        overwrite each other) and move alias `champion` to it."""
+        overwrite each other) and bring alias `champion` in line with the history; returns the
+        promotion that stands for `partition`.
+
+        Idempotent: a re-run of the same Dagster run records nothing twice and repairs an alias a
+        killed run left behind. The alias only ever names the promotion for the latest partition, so
+        a backfill of an old partition is recorded (the as-of history stays answerable) but never
+        moves it. Given the promoting run's start (`run_started_at`, ISO UTC), a promotion for the
+        same partition recorded by another run after that start is a concurrent run: the earliest
+        one stands and the others withdraw theirs (docs/decisions.md, "The registry tells the truth")."""
         client = self.client()
+        version = str(version)
+        mine = [p for p in self.promotions() if p.partition == partition and p.dagster_run_id == dagster_run_id]
+        if mine:
+            promotion = mine[-1]
+        else:
+            mv = client.get_model_version(self.model_name, version)
+            promoted_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+            key = promotion_tag(partition, dagster_run_id)
+            client.set_model_version_tag(self.model_name, version, key, json.dumps({"promoted_at": promoted_at}))
+            promotion = Promotion(
+                version, mv.run_id, (mv.tags or {}).get("model_kind"), partition, promoted_at, dagster_run_id
+            )
+        if run_started_at is not None:
+            rivals = [
+                p
+                for p in self.promotions()
+                if p.partition == partition and p.dagster_run_id != dagster_run_id and p.promoted_at > run_started_at
+            ]
+            first = min([promotion, *rivals], key=lambda p: (p.promoted_at, p.dagster_run_id))
+            if first is not promotion:  # another run for this session promoted while this one ran
+                client.delete_model_version_tag(
+                    self.model_name, promotion.version, promotion_tag(partition, dagster_run_id)
+                )
+                promotion = first
+        self.sync_champion_alias()
+        return promotion
+
+    def sync_champion_alias(self) -> ModelRef | None:
+        """Point alias `champion` at the promotion for the latest partition (the history is the
+        truth, the alias its mirror); repairs an alias a killed run did not move. Returns it."""
+        history = self.promotions()
+        if not history:
+            return None
+        latest = history[-1]
+        current = self.alias(CHAMPION)
+        if current is None or current.version != latest.version:
+            self.set_alias(CHAMPION, latest.version)
+        return latest.ref(self.model_name)
+
+    def record_verdict(self, version: str, verdict: str, p_value: float, reason: str, partition: str) -> None:
+        """The gate's verdict on a candidate, on its model version and its MLflow run (tags
+        `gate_verdict` promoted|rejected, `gate_p_value`, `gate_reason`, `gate_partition`); `challenger`
+        then names the latest candidate still undecided or that passed (none: no alias)."""
+        client = self.client()
+        tags = {
+            "gate_verdict": verdict,
+            "gate_p_value": f"{p_value:.4g}",
+            "gate_reason": reason[:4900],
+            "gate_partition": partition,
+        }
         mv = client.get_model_version(self.model_name, str(version))
-        promoted_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-        key = f"{PROMOTION_TAG_PREFIX}{partition}/{dagster_run_id}"
-        client.set_model_version_tag(self.model_name, str(version), key, json.dumps({"promoted_at": promoted_at}))
-        self.set_alias(CHAMPION, str(version))
-        return Promotion(
-            str(version), mv.run_id, (mv.tags or {}).get("model_kind"), partition, promoted_at, dagster_run_id
-        )
+        for key, value in tags.items():
+            client.set_model_version_tag(self.model_name, str(version), key, value)
+            if mv.run_id:
+                client.set_tag(mv.run_id, key, value)
+        self.sync_challenger_alias()
+
+    def sync_challenger_alias(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            versions = client.search_model_versions(f"name = '{self.model_name}'")
+        except MlflowException:
+            return
+        open_or_passed = [
+            mv
+            for mv in versions
+            if (mv.tags or {}).get("model_kind") not in BASELINE_KINDS
+            and (mv.tags or {}).get("model_kind") is not None
+            and (mv.tags or {}).get("gate_verdict") != "rejected"
+        ]
+        if open_or_passed:
+            latest = max(open_or_passed, key=lambda mv: int(mv.version))
+            if (current := self.alias(CHALLENGER)) is None or current.version != str(latest.version):
+                self.set_alias(CHALLENGER, str(latest.version))
+        elif self.alias(CHALLENGER) is not None:
+            client.delete_registered_model_alias(self.model_name, CHALLENGER)
+
+    def latest_verdict(self, after: str, verdict: str = "rejected") -> str | None:
+        """The latest partition after `after` for which the gate gave `verdict` on a candidate."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            versions = self.client().search_model_versions(f"name = '{self.model_name}'")
+        except MlflowException:
+            return None
+        found = [
+            (mv.tags or {}).get("gate_partition", "")
+            for mv in versions
+            if (mv.tags or {}).get("gate_verdict") == verdict
+        ]
+        later = [p for p in found if p and p > after]
+        return max(later) if later else None
 
     def load(self, ref: ModelRef):
         """The forecaster `models:/<name>/<version>` alone holds: a `BaselineForecaster` (plain numbers,

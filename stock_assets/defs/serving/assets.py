@@ -24,6 +24,7 @@ from stock_assets.resources.model_registry import ModelRegistryResource
 from stock_assets.resources.warehouse import WarehouseResource
 from stock_assets.settings import Settings
 
+GUARD_ROWS, GUARD_REASON = "guard_fallback_rows", "guard_reason"  # metadata the retraining sensor reads
 MODEL_COLUMNS = ["model_name", "model_version", "model_run_id", "model_trained_for", "model_kind", "created_at"]
 
 
@@ -43,6 +44,8 @@ def prediction_columns(levels) -> list[str]:
         *(f"baseline_{q}" for q in quantiles),
         "baseline_volatility",
         "calibration_scale",
+        "served_by_fallback",
+        "fallback_reason",
         *MODEL_COLUMNS,
     ]
 
@@ -155,10 +158,16 @@ def predict_next_session(
         features = panel.features
     raw = forecaster.forecast(features, close, [-1])[0]  # (tickers, levels) log-return quantiles
     scales = calibration_scales(warehouse, champion, tickers, day, forecast)
-    served = rescale_spread(raw, levels, scales)
+    with np.errstate(invalid="ignore", over="ignore"):
+        served = rescale_spread(raw, levels, scales)
     baseline = fit_baseline(PERSISTENCE, close, tickers, levels, forecast.ewma_lambda, day).forecast(None, close, [-1])[
         0
     ]
+    guard = guard_decision(served, baseline, levels, tickers, champion, day, warehouse, model_registry, settings)
+    if guard.fired:  # those tickers are served persistence's forecast (docs/decisions.md, "A bad champion ...")
+        served = np.where(guard.fallback[:, None], baseline, served)
+        scales = np.where(guard.fallback, 1.0, scales)
+        context.log.warning(f"guard: served the persistence-EWMA baseline for {day}: {guard.summary()}")
     last = close[-1]
     median = served[:, levels.index(0.5)]
     frame = pd.DataFrame(
@@ -175,6 +184,8 @@ def predict_next_session(
             **dict(zip([f"baseline_{quantile_column(v)}" for v in levels], price_quantiles(last, baseline).T)),
             "baseline_volatility": volatility_from_quantiles(baseline, levels),
             "calibration_scale": scales,
+            "served_by_fallback": guard.fallback,
+            "fallback_reason": list(guard.reasons),
             "model_name": champion.name,
             "model_version": str(champion.version),
             "model_run_id": champion.run_id,
@@ -188,10 +199,37 @@ def predict_next_session(
             "rows": len(frame),
             "target_session": frame["target_date"].iloc[0],
             "model": f"{champion.label}, promoted for {champion.partition}",
+            "champion_promoted_for": str(champion.partition),
+            GUARD_ROWS: int(guard.fallback.sum()),
+            **({GUARD_REASON: guard.summary()} if guard.fired else {}),
             "forecasts": MetadataValue.md(forecast_table(frame, levels)),
         }
     )
     return frame
+
+
+def guard_decision(served, baseline, levels, tickers, champion, day, warehouse, model_registry, settings):
+    """The plausibility guard for this session (lib/guard.py): the champion's own scored sessions
+    (never those the fallback served) since its promotion, or since the latest retraining whose gate
+    kept it, judged against the baseline's on the same rows."""
+    from stock_assets.lib.distributions import volatility_from_quantiles
+    from stock_assets.lib.guard import GuardDecision, decide, loss_streak
+    from stock_assets.lib.scoring import champion_session_losses
+
+    rule = settings.guard
+    if not rule.enabled:
+        return GuardDecision(np.zeros(len(tickers), dtype=bool), ("",) * len(tickers))
+    since = str(champion.partition or day)
+    kept = model_registry.latest_verdict(after=since, verdict="rejected")
+    since = max(since, kept) if kept else since
+    log = warehouse.get().read_range("performance_log", "target_date", since, day)
+    streak = None
+    if len(log) and "pinball_loss" in log:
+        log = log[log["target_date"] > since]
+        mine, theirs = champion_session_losses(log, champion.version, champion.partition)
+        streak = loss_streak(mine, theirs, rule)
+    sigma = volatility_from_quantiles(baseline, levels)
+    return decide(served, sigma, levels, tickers, rule, streak)
 
 
 def forecast_table(frame: pd.DataFrame, levels) -> str:

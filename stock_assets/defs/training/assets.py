@@ -12,6 +12,7 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetKey,
+    AssetObservation,
     AssetOut,
     AssetsDefinition,
     Failure,
@@ -22,7 +23,7 @@ from dagster import (
     multi_asset,
 )
 
-from stock_assets.defs.champions import fall_back_to_baseline
+from stock_assets.defs.champions import fall_back_to_baseline, run_started_at
 from stock_assets.defs.lookback import SessionLookback
 from stock_assets.defs.plots import calibration_chart_png, fan_chart_png, line_plot, markdown_image
 from stock_assets.defs.training.config import build_training_configs
@@ -42,6 +43,7 @@ from stock_assets.resources.warehouse import WarehouseResource
 from stock_assets.settings import Settings
 
 UPSTREAM = (AssetKey("processed_features"), AssetKey("raw_prices"))
+DECISION_TAG = "stock_assets/decision"  # promoted | rejected | <baseline>-took-over, on the retraining run
 
 
 def build_training_assets(settings: Settings, partitions: PartitionsDefinition) -> list[AssetsDefinition]:
@@ -372,19 +374,37 @@ def promote_candidate(context, candidate_model: CandidateModel, model_registry, 
             description=f"promotion refused: no promotion_gate evaluation of candidate v{candidate_model.version} "
             f"for {partition}. Run retraining_job for {partition} so the gate evaluates it."
         )
-    context.log.info(f"candidate v{candidate_model.version} {gate.verdict}")
     previous = model_registry.champion_as_of(partition)
     if evaluation.passed:
-        promotion = model_registry.promote(candidate_model.version, partition, context.run_id)
+        promotion = model_registry.promote(
+            candidate_model.version, partition, context.run_id, run_started_at=run_started_at(context)
+        )
+        decision = "promoted" if promotion.version == candidate_model.version else "concurrent-promotion"
     elif gate.fallback_to_persistence:
         promotion = fall_back_to_baseline(
             context, gate.fallback_kind, partition, basket, warehouse, model_registry, settings
         )
+        decision = f"{gate.fallback_kind}-took-over"
     else:
+        promotion, decision = None, "rejected"
+    summary = decision_summary(decision, candidate_model.version, partition, gate.verdict, previous, promotion)
+    # The decision where people look: the Runs list (a run tag) and the run log's last word.
+    context.instance.add_run_tags(context.run_id, {DECISION_TAG: decision})
+    context.log.info(summary)
+    if promotion is None:
+        # An explained skip: production_model's event history says why nothing was promoted.
+        context.log_event(
+            AssetObservation(
+                asset_key=context.asset_key,
+                partition=partition,
+                metadata={"decision": decision, "summary": summary, "champion": previous.label if previous else "none"},
+            )
+        )
         return
     champion = promotion.ref(model_registry.model_name)
     context.add_output_metadata(
         {
+            "decision": decision,
             "champion": champion.label,
             "replaced": previous.label if previous else "none (first champion)",
             "gate": gate.verdict,
@@ -393,3 +413,21 @@ def promote_candidate(context, candidate_model: CandidateModel, model_registry, 
         }
     )
     yield Output(ProductionModel(champion, promotion, previous.version if previous else None))
+
+
+def decision_summary(decision: str, version: str, partition: str, verdict: str, previous, promotion) -> str:
+    """One line a user reads at the end of the retraining run."""
+    held = f"{previous.label} (promoted for {previous.partition})" if previous else "none"
+    if decision == "promoted":
+        return f"decision for {partition}: candidate v{version} promoted, replacing {held}. Gate: {verdict}"
+    if decision == "rejected":
+        return f"decision for {partition}: candidate v{version} rejected, champion {held} stays. Gate: {verdict}"
+    if decision == "concurrent-promotion":
+        return (
+            f"decision for {partition}: candidate v{version} passed, but another run promoted v{promotion.version} "
+            f"for {partition} while this one ran; not promoting twice. Gate: {verdict}"
+        )
+    return (
+        f"decision for {partition}: candidate v{version} rejected and the champion {held} lost to the baseline: "
+        f"{promotion.kind} baseline v{promotion.version} took over. Gate: {verdict}"
+    )

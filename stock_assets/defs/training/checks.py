@@ -81,6 +81,10 @@ def judge_candidate(
         f"| {n} | {p:.5f} | {m:.4f} |" for n, p, m in rows
     )
     dates = scaled_sets["dates"]
+    # The verdict on the version and its MLflow run, where MLflow users look (challenger follows it).
+    model_registry.record_verdict(
+        candidate_model.version, "promoted" if gate.passed else "rejected", gate.p_value, gate.verdict, partition
+    )
     return AssetCheckResult(
         passed=gate.passed,
         severity=AssetCheckSeverity.WARN,

@@ -65,7 +65,7 @@ def test_predictions_use_the_champion_as_of_their_date_and_fridays_are_scored_on
     registry = defs.resources["model_registry"]
     baseline = registry.champion_as_of("2006-03-02").version
     later = run_retraining(defs, instance, "2006-03-03")  # an LSTM; promote it for 03-03 if the gate kept the baseline
-    lstm = registry.alias("challenger").version
+    lstm = defs.resources["object_io_manager"].read("candidate_model", "2006-03-03").version
     if not later["promoted"]:
         registry.promote(lstm, "2006-03-03", "test")
 

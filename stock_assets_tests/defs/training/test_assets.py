@@ -61,8 +61,18 @@ def test_retraining_tracks_everything_and_the_gate_judges_the_first_candidate(de
     expected = {"scalers", "scaled_sets", "best_params", "candidate_model"}
     assert materialized(result) == expected | ({"production_model"} if check.passed else set())
     assert check.description.startswith("promoted" if check.passed else "rejected")
-    assert registry.alias("challenger").version == "1"
+    # The verdict is on the version and its MLflow run; `challenger` names only an undecided or passed candidate.
+    verdict = "promoted" if check.passed else "rejected"
+    version = registry.client().get_model_version("stock_lstm", "1")
+    assert version.tags["gate_verdict"] == verdict and version.tags["gate_partition"] == D1
+    assert version.tags["gate_reason"] == check.description
+    assert registry.client().get_run(version.run_id).data.tags["gate_verdict"] == verdict
+    assert float(version.tags["gate_p_value"]) == pytest.approx(meta["p_value"], rel=1e-3)
+    challenger = registry.alias("challenger")
+    assert (challenger.version == "1") if check.passed else challenger is None
     assert (registry.alias("champion") is not None) == check.passed
+    decision = instance.get_run_by_id(result.run_id).tags["stock_assets/decision"]
+    assert decision == ("promoted" if check.passed else "rejected")
 
     client = registry.client()
     (run,) = client.search_runs([registry.experiment_id()], filter_string=f"tags.dagster_run_id = '{result.run_id}'")
@@ -84,7 +94,7 @@ def test_retraining_tracks_everything_and_the_gate_judges_the_first_candidate(de
     assert "loss_curve.png" in artifacts and "preprocessing.json" not in artifacts  # it lives with the model
     import mlflow
 
-    challenger = registry.alias("challenger")
+    challenger = defs.resources["object_io_manager"].read("candidate_model", D1).ref
     model_files = Path(mlflow.artifacts.download_artifacts(artifact_uri=challenger.uri))
     preprocessing = json.loads((model_files / "extra_files" / "preprocessing.json").read_text())
     assert preprocessing["tickers"] == ["AAPL", "MSFT", "IBM", "GOOG"]
@@ -99,7 +109,7 @@ def test_retraining_tracks_everything_and_the_gate_judges_the_first_candidate(de
     import numpy as np
     import torch
 
-    forecaster = registry.load(registry.alias("challenger"))
+    forecaster = registry.load(challenger)
     pre = forecaster.preprocessing
     x = np.zeros((3, pre.sequence_length, 4, len(pre.feature_columns)), dtype="float32")
     assert tuple(forecaster.program(torch.from_numpy(x)).shape) == (3, 4, 5)  # (batch, tickers, levels)
@@ -134,7 +144,19 @@ def test_a_rejection_leaves_the_champion_and_cannot_be_bypassed(defs, registry, 
         assert registry.alias("champion").kind == kind and registry.champion_as_of(D1).kind == kind
         return
     assert not meta["fallback_to_persistence"] and "production_model" not in materialized(again)
-    assert registry.alias("champion").version == "1" and registry.alias("challenger").version == "2"
+    assert registry.alias("champion").version == "1"
+    assert registry.client().get_model_version("stock_lstm", "2").tags["gate_verdict"] == "rejected"
+    challenger = registry.alias("challenger")  # never the rejected v2: v1 if it passed its own gate, else none
+    assert challenger is None or challenger.version == "1"
+    # A decision, not a failure: the run's tag and an explained skip on production_model.
+    assert instance.get_run_by_id(again.run_id).tags["stock_assets/decision"] == "rejected"
+    (observation,) = [
+        e.asset_observation_data.asset_observation
+        for e in again.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
+    assert observation.asset_key == AssetKey("production_model") and observation.partition == D1
+    assert observation.metadata["summary"].value.startswith(f"decision for {D1}: candidate v2 rejected, champion v1")
 
     # A later run that selects only production_model cannot promote the rejected candidate.
     later = retrain(defs, instance, D1, selection=[AssetKey("production_model")])
@@ -147,7 +169,7 @@ def test_champion_as_of_any_date_across_two_promotions(defs, registry, instance)
     assert retrain(defs, instance, D1).success
     registry.promote("1", D1, "test-run")
     assert retrain(defs, instance, D2).success  # the gate may promote, keep v1 or let persistence take over
-    candidate = registry.alias("challenger").version
+    candidate = defs.resources["object_io_manager"].read("candidate_model", D2).version
     registry.promote(candidate, D2, "test-run")  # the latest promotion for a partition wins
     assert registry.champion_as_of("2006-02-21") is None
     assert registry.champion_as_of(D1).version == "1"

@@ -146,10 +146,10 @@ class GuardSettings(_Section):
 
     enabled: bool = Field(True, description="serve persistence instead of an implausible champion forecast")
     max_sigmas: float = Field(
-        3.0, ge=1, le=50, description="largest median move, in the baseline's predicted standard deviations"
+        2.5, ge=1, le=50, description="largest median move, in the baseline's predicted standard deviations"
     )
     loss_multiple: float = Field(
-        3.0, gt=1, le=100, description="champion's per-session pinball loss above this multiple of the baseline's"
+        2.0, gt=1, le=100, description="champion's per-session pinball loss above this multiple of the baseline's"
     )
     loss_sessions: int = Field(
         2, ge=1, le=20, description="... in each of this many latest scored sessions takes the champion off"

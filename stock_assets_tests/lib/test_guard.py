@@ -7,7 +7,7 @@ from stock_assets.lib.guard import decide, implausible, loss_streak
 from stock_assets.settings import GuardSettings
 
 LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
-RULE = GuardSettings()  # 3 sigmas, 3x the baseline's loss in each of the last 2 sessions
+RULE = GuardSettings(max_sigmas=3.0, loss_multiple=3.0, loss_sessions=2)
 Z = np.array([-1.645, -0.674, 0.0, 0.674, 1.645])
 
 

@@ -54,6 +54,14 @@ DAGSTER_CASES = [
         "plain numbers",
     ),
     case(
+        "price of 1e12 on the first row, fetched alone",
+        {"ACME.csv": csv([all_prices(R[0], "1e12"), *R[1:]])},
+        MOVE_RULE,
+        f"{SESSIONS[1]} ACME (previous_adj_close=1e+12, adj_close=10.4",
+        first=SESSIONS[0],
+        last=SESSIONS[0],
+    ),
+    case(
         "reversed partition range",
         {"ACME.csv": GOOD},
         SESSIONS[-1],
@@ -116,6 +124,8 @@ def test_bad_price_input_is_refused_and_nothing_stored_changes(stored_history, t
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
     assert stored_counts(settings) == before
+    # Bad input fails the same way twice: the instance's run retries never repeat it (defs/failures.py).
+    assert instance.get_run_by_id(result.run_id).tags.get("dagster/retry_on_asset_or_op_failure") == "false"
 
 
 # --- run config: refused when the run is launched, before any step ---------------------------------
@@ -199,3 +209,48 @@ class RangeContext:
 
         self.partition_key_range = PartitionKeyRange(first, last)
         self.partition_keys = partitions.get_partition_keys_in_range(self.partition_key_range)
+
+
+# --- a source lacking a ticker or a column: refused when the code location loads (issue 23, item 4) -----
+@pytest.mark.parametrize(
+    "files, fragments",
+    [
+        pytest.param({"ACME.csv": GOOD}, ["has no rows for ['ZZZ']; found ['ACME']", "Add their files"], id="ticker"),
+        pytest.param(
+            {"ACME.csv": csv([",".join(r.split(",")[:-1]) for r in R], HEADER.rsplit(",", 1)[0]), "ZZZ.csv": GOOD},
+            ["ACME.csv: missing columns ['volume']"],
+            id="column",
+        ),
+    ],
+)
+def test_a_range_run_over_a_source_lacking_a_ticker_or_column_is_refused_before_any_run(tmp_path, files, fragments):
+    """`dagster job execute` over a range: the code location refuses to load, so no run is created and
+    Dagster plans none of its partitions (before: the refusal came after minutes of planning events)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = write_folder(tmp_path / "prices", {**files})
+    (tmp_path / "dh").mkdir()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DAGSTER_HOME": str(tmp_path / "dh"),
+        "STOCK_ASSETS_HOME": str(tmp_path / "home"),
+        "STOCK_ASSETS_SOURCE": "csv",
+        "STOCK_ASSETS_CSV_PATH": str(folder),
+        "STOCK_ASSETS_TICKERS": "ACME,ZZZ",
+        "STOCK_ASSETS_START_DATE": SESSIONS[0],
+        "STOCK_ASSETS_END_DATE": SESSIONS[-1],
+    }
+    cmd = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "stock_assets.definitions"]
+    cmd += ["-j", "price_history_job", "--tags", json.dumps(range_tags(SESSIONS[0], SESSIONS[-1]))]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "invalid stock_assets settings" in output and "checked when the code location loads" in output
+    for fragment in fragments:
+        assert fragment in output, output[-3000:]
+    with instance_for_test(temp_dir=str(tmp_path / "dh")) as instance:
+        assert instance.get_runs() == []
+    assert not (tmp_path / "home" / "warehouse.db").exists()

@@ -138,7 +138,30 @@ class CsvPriceSource:
     accepted_moves: AcceptedMoves = ()
     rules: SanityRules = DEFAULT_RULES
 
-    def fetch(self, tickers: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+    def preflight(self, tickers: list[str]) -> None:
+        """The cheap part of every fetch, on every file: readable, the schema's columns, and a row for each
+        of `tickers`. Run when the code location loads, so a range run over thousands of sessions is refused
+        in seconds instead of after Dagster has planned every partition (docs/inputs-and-secrets.md)."""
+        found: set[str] = set()
+        for file in self._files():
+            origin = f"CSV {file}"
+            header = self._read(file, nrows=0)
+            derived = ("ticker",) if header.attrs.get(FROM_FILE_NAME) else ()
+            schema_columns(header, origin, derived=derived)
+            if derived:
+                found.add(_ticker_from_file_name(file))
+                continue
+            column = next(c for c in header.columns if canonical_column(c) == "ticker")
+            values = self._read(file, usecols=[column]).iloc[:, 0]
+            found |= set(values.dropna().astype(str).str.strip().str.upper())
+        missing = sorted(set(tickers) - found)
+        if missing:
+            raise PriceSourceError(
+                f"CSV {self.path} has no rows for {missing}; found {sorted(found)[:20]}. Add their files (e.g. "
+                f"{missing[0]}.csv) or remove them from settings tickers (STOCK_ASSETS_TICKERS)"
+            )
+
+    def _files(self) -> list[Path]:
         path = Path(self.path)
         if path.is_dir():
             files = sorted(f for f in path.iterdir() if f.is_file() and _is_csv(f.name))
@@ -150,6 +173,11 @@ class CsvPriceSource:
             )
         if not files:
             raise PriceSourceError(f"csv_path {path} holds no *.csv or *.csv.gz files")
+        return files
+
+    def fetch(self, tickers: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+        path = Path(self.path)
+        files = self._files()
         # Settings errors as normalize_price_frame gives them, even for a window without rows to validate.
         checked_move_bound(self.max_abs_log_return)
         accepted_move_set(self.accepted_moves)
@@ -293,12 +321,12 @@ class CsvPriceSource:
         return self._normalize(data, f"CSV {path} (rows of all its files together)")
 
     @staticmethod
-    def _read(file: Path) -> pd.DataFrame:
+    def _read(file: Path, **options) -> pd.DataFrame:
         try:
-            frame = pd.read_csv(file, dtype=str, compression="infer", encoding="utf-8-sig")  # Excel writes a BOM
+            frame = pd.read_csv(file, dtype=str, compression="infer", encoding="utf-8-sig", **options)  # Excel: BOM
         except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
             raise PriceDataError(f"CSV {file}: cannot be read as CSV ({exc})") from exc
-        if "ticker" not in {canonical_column(c) for c in frame.columns}:
+        if "ticker" not in {canonical_column(c) for c in frame.columns} and "usecols" not in options:
             frame["ticker"] = _ticker_from_file_name(file)
             frame.attrs[FROM_FILE_NAME] = True
         return frame

@@ -192,8 +192,8 @@ def schema_columns(frame: pd.DataFrame, origin: str, derived: tuple[str, ...] = 
     index_like = [name for name in unknown if _index_column(name)]
     if index_like:
         raise PriceDataError(
-            f"{origin}: column {index_like[0]!r} has no name (or is 'index'): the file was saved with its row "
-            "index (pandas: to_csv without index=False). Remove that column, or re-save with index=False"
+            f"{origin}: a column has no name (read as {index_like[0]!r}) or is called 'index': the file was saved "
+            "with its row index (pandas: to_csv without index=False). Remove that column, or re-save with index=False"
         )
     if missing or unknown:
         found = [str(c) for c in frame.columns if str(c) not in derived]

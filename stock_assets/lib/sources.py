@@ -96,6 +96,16 @@ class SamplePriceSource:
     accepted_moves: AcceptedMoves = ()
     rules: SanityRules = DEFAULT_RULES
 
+    def preflight(self, tickers: list[str]) -> None:
+        """Refuse tickers the sample does not ship, when the code location loads (see CsvPriceSource.preflight)."""
+        shipped = set(_raw_sample()["ticker"])
+        unknown = sorted(set(tickers) - shipped)
+        if unknown:
+            raise PriceSourceError(
+                f"sample source has no data for {unknown}; it ships {sorted(shipped)}. Remove them from settings "
+                "tickers (STOCK_ASSETS_TICKERS), or set source: csv (csv_path) or yfinance"
+            )
+
     def fetch(self, tickers: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         data = load_sample_prices(
             max_abs_log_return=self.max_abs_log_return, accepted_moves=self.accepted_moves, rules=self.rules

@@ -12,8 +12,14 @@ from stock_assets.lib import trading_calendar
 from stock_assets.lib.csv_source import CsvPriceSource
 from stock_assets.lib.prices import (
     ACCEPTED_COLUMNS,
+    DIVIDEND_BOUND,
+    DIVIDEND_IGNORED,
     MOVE_RULE,
     PRICE_FRAME_COLUMNS,
+    SPLIT_BOUND,
+    SPLIT_IGNORED,
+    UNDECLARED_SPLIT,
+    VOLUME_BOUND,
     PriceDataError,
     normalize_price_frame,
     price_problems,
@@ -66,6 +72,70 @@ def with_column(header, last_value, other_values="0"):
 
 
 NO_ADJ_HEADER = HEADER.replace("adj_close,", "")
+SPLIT_HEADER = HEADER + ",stock_splits"
+# The last session halves close and adj_close alike: a 2-for-1 split the adjusted series does not reflect.
+HALVED = f"{SESSIONS[-1]},ACME,5,5.5,4.5,5.25,5.2,1000"
+# Issue 23: what vendors get wrong, each refusal naming ticker, session, value, rule and setting.
+SANITY_INPUTS = [
+    case(
+        "split missing from adj_close",
+        one(csv([r + ",0" for r in R[:-1]] + [HALVED + ",2"], SPLIT_HEADER)),
+        SPLIT_IGNORED,
+        f"{SESSIONS[-1]} ACME (stock_splits=2, previous_adj_close=10.4, adj_close=5.2, log_return=-0.69",
+        "sanity.split_tolerance",
+        f"accepted_moves: [[ACME, {SESSIONS[-1]}]]",
+    ),
+    case(
+        "undeclared split",
+        one(csv(R[:-1] + [HALVED])),
+        UNDECLARED_SPLIT,
+        f"{SESSIONS[-1]} ACME (previous_adj_close=10.4, adj_close=5.2",
+        "sanity.undeclared_split_tolerance",
+    ),
+    case("volume 1e308", one(csv(swap(R, 4, "1000", "1e308"))), VOLUME_BOUND, f"{SESSIONS[4]} ACME (volume=1e+308)"),
+    case(
+        "dividends 1e6",
+        one(with_column("Dividends", "1e6")),
+        DIVIDEND_BOUND,
+        f"{SESSIONS[-1]} ACME (dividends=1e+06, close=10.5)",
+        "sanity.max_dividend_fraction",
+    ),
+    case(
+        "splits 1e6",
+        one(with_column("Stock Splits", "1e6")),
+        SPLIT_BOUND,
+        f"{SESSIONS[-1]} ACME (stock_splits=1e+06)",
+        "sanity.max_split_ratio",
+    ),
+    case(
+        "dividend missing from adj_close",
+        one(with_column("Dividends", "0.5")),
+        DIVIDEND_IGNORED,
+        f"{SESSIONS[-1]} ACME (dividends=0.5, close=10.5, adj_close=10.4)",
+        "sanity.dividend_min_fraction",
+    ),
+    case(
+        "ticker disagrees with the file name",
+        {"MSFT.csv": GOOD},
+        "MSFT.csv: the file name says MSFT but its ticker column holds ['ACME']",
+        "rename the file",
+        "sanity.file_name_ticker",
+    ),
+    case(
+        "index column",
+        one(csv([f"{i},{r}" for i, r in enumerate(R)], "," + HEADER)),
+        "prices.csv: a column has no name (read as 'Unnamed: 0')",
+        "index=False",
+    ),
+    case(
+        "Korean dates with the NYSE calendar",
+        one(csv([r.replace(d, f"{d}T00:00:00+09:00") for r, d in zip(R, SESSIONS, strict=True)])),
+        "not midnight in the exchange's time zone XNYS (America/New_York)",
+        f"'{SESSIONS[0]}T00:00:00+09:00'",
+        "set the `exchange` setting",
+        "XKRX",
+    ),
+]
 BAD_INPUTS = [
     case(
         "us dates",
@@ -242,6 +312,9 @@ BAD_INPUTS = [
 ]
 
 
+BAD_INPUTS += SANITY_INPUTS
+
+
 def write_folder(folder, files):
     folder.mkdir(exist_ok=True)
     for name, text in files.items():
@@ -392,3 +465,82 @@ def test_price_problems_applies_the_same_rules():
     with pytest.raises(PriceDataError) as caught:
         normalize_price_frame(bad, "inline")
     assert all(name in str(caught.value) for name in failing)
+
+
+def test_an_index_column_does_not_list_a_ticker_column_the_file_lacks(tmp_path):
+    """A file named after its ticker (no ticker column) saved with its index."""
+    (tmp_path / "ACME.csv").write_text(
+        csv([f"{i},{r.replace(',ACME', '')}" for i, r in enumerate(R)], ",date,open,high,low,close,adj_close,volume")
+    )
+    (tmp_path / "other.csv").write_text(csv(R).replace("ticker", "weird"))
+    with pytest.raises(PriceDataError) as caught:
+        CsvPriceSource(tmp_path / "ACME.csv").fetch(["ACME"], D(SESSIONS[0]), D(SESSIONS[-1]))
+    assert "has no name" in str(caught.value) and "ticker" not in str(caught.value).split("ACME.csv")[1]
+    with pytest.raises(PriceDataError) as caught:
+        CsvPriceSource(tmp_path / "other.csv").fetch(["ACME"], D(SESSIONS[0]), D(SESSIONS[-1]))
+    assert "unknown columns ['weird']" in str(caught.value)
+    assert "'ticker'" not in str(caught.value).split("found")[1].split("]")[0]  # found lists the file's own columns
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["split", "dividend", "undeclared"],
+)
+def test_correctly_adjusted_corporate_actions_pass(tmp_path, case):
+    """The same events, adjusted as a vendor should: a split with adj_close continuous, a dividend
+    whose factor shows in adj_close/close, a real halving listed in accepted_moves."""
+    if case == "split":  # close halves (unadjusted), adj_close does not
+        text = csv([r + ",0" for r in R[:-1]] + [f"{SESSIONS[-1]},ACME,5,5.5,4.5,5.25,10.4,1000,2"], SPLIT_HEADER)
+        moves = ()
+    elif case == "dividend":  # a 0.5 dividend: earlier adj_close scaled by 1 - 0.5/10.5
+        factor = 1 - 0.5 / 10.5
+        lines = [r.replace(",10.4,", f",{10.4 * factor:.6f},") + ",0" for r in R[:-1]] + [R[-1] + ",0.5"]
+        text = csv(lines, HEADER + ",dividends")
+        moves = ()
+    else:
+        text = csv(R[:-1] + [HALVED])
+        moves = [("ACME", SESSIONS[-1])]
+    (tmp_path / "ACME.csv").write_text(text)
+    got = CsvPriceSource(tmp_path / "ACME.csv", accepted_moves=moves).fetch(["ACME"], D(SESSIONS[0]), D(SESSIONS[-1]))
+    assert len(got) == len(SESSIONS)
+
+
+def test_sanity_rules_are_settings_and_can_be_turned_off(tmp_path):
+    from stock_assets.lib.prices import SanityRules
+
+    (tmp_path / "ACME.csv").write_text(csv(swap(R, 4, "1000", "5e11")))
+    with pytest.raises(PriceDataError, match="volume above sanity.max_volume"):
+        CsvPriceSource(tmp_path / "ACME.csv").fetch(["ACME"], D(SESSIONS[0]), D(SESSIONS[-1]))
+    loose = CsvPriceSource(tmp_path / "ACME.csv", rules=SanityRules(max_volume=1e12))
+    assert loose.fetch(["ACME"], D(SESSIONS[0]), D(SESSIONS[-1]))["volume"].max() == 5e11
+
+
+def test_a_first_row_is_checked_against_the_next_rows_even_when_only_it_is_fetched(tmp_path):
+    (tmp_path / "ACME.csv").write_text(csv([all_prices(R[0], "1e12"), *R[1:]]))
+    with pytest.raises(PriceDataError) as caught:
+        CsvPriceSource(tmp_path / "ACME.csv").fetch(["ACME"], D(SESSIONS[0]), D(SESSIONS[0]))
+    assert MOVE_RULE in str(caught.value) and "previous_adj_close=1e+12" in str(caught.value)
+
+
+def all_prices(row: str, value: str) -> str:
+    """`row` with open, high, low, close and adj_close all set to `value`."""
+    date, ticker, *_, volume = row.split(",")
+    return ",".join([date, ticker, *[value] * 5, volume])
+
+
+@pytest.mark.parametrize(
+    "exchange, stamps, expected",
+    [
+        ("XKRX", ["2023-09-27T00:00:00+09:00", "2023-10-04 00:00:00+0900"], ["2023-09-27", "2023-10-04"]),
+        ("XLON", ["2023-08-25T00:00:00+01:00", "2023-12-01T00:00:00Z"], ["2023-08-25", "2023-12-01"]),
+    ],
+)
+def test_tz_aware_dates_in_the_exchanges_zone_become_its_session_dates(exchange, stamps, expected):
+    base = pd.DataFrame({"ticker": "X", "open": 10, "high": 11, "low": 9, "close": 10.5, "volume": 1}, index=[0, 1])
+    with trading_calendar.using_exchange(exchange):
+        got = normalize_price_frame(base.assign(date=stamps), "inline")
+        assert got["date"].tolist() == expected
+        aware = pd.to_datetime(expected).tz_localize(trading_calendar.TIMEZONE)
+        assert normalize_price_frame(base.assign(date=aware), "inline")["date"].tolist() == expected
+    with pytest.raises(PriceDataError, match="not midnight in the exchange's time zone XNYS"):
+        normalize_price_frame(base.assign(date=stamps), "inline")

@@ -66,7 +66,7 @@ def promote_first_champion(context, day: str, basket, warehouse, model_registry,
     forecast = settings.forecast
     baseline = fit_baseline(FIRST_CHAMPION, close, basket.tickers, forecast.quantiles, forecast.ewma_lambda, day)
     started = run_started_at(context)
-    with model_registry.mlflow_run_for(context.run_id, day, context.job_name):
+    with model_registry.mlflow_run_for(context.run_id, day, context.job_name, context.instance):
         ref = register_baseline(model_registry, baseline, day, context.run_id)
     standing = model_registry.promote(ref.version, day, context.run_id, run_started_at=started)
     if standing.version != ref.version:
@@ -85,6 +85,6 @@ def fall_back_to_baseline(context, kind: str, day: str, basket, warehouse, model
     close = training_closes(day, basket, warehouse, settings.training.training_window)
     forecast = settings.forecast
     baseline = fit_baseline(kind, close, basket.tickers, forecast.quantiles, forecast.ewma_lambda, day)
-    with model_registry.mlflow_run_for(context.run_id, day, context.job_name):
+    with model_registry.mlflow_run_for(context.run_id, day, context.job_name, context.instance):
         ref = register_baseline(model_registry, baseline, day, context.run_id)
     return model_registry.promote(ref.version, day, context.run_id, run_started_at=run_started_at(context))

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
@@ -87,6 +87,12 @@ def _store_creation_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def dagster_run_active(instance, run_id: str) -> bool:
+    """True while the Dagster run may still end its MLflow runs itself (not finished, known)."""
+    run = instance.get_run_by_id(run_id)
+    return run is not None and not run.is_finished
 
 
 def serving_requirements() -> list[str]:
@@ -159,15 +165,63 @@ class ModelRegistryResource(ConfigurableResource):
                 client.set_experiment_tag(found.experiment_id, key, value)
         return found.experiment_id
 
+    def close_abandoned_runs(self, is_active: Callable[[str], bool]) -> list[str]:
+        """Close, as KILLED, the MLflow runs a killed process left RUNNING: those whose Dagster run
+        (`is_active(dagster run id)` False: ended, or unknown to the instance) can no longer end them,
+        and the runs nested under those; and tag model versions a killed run registered but never
+        described (no `model_kind`) as orphans. Returns the closed run ids."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            running = client.search_runs([self.experiment_id()], filter_string="attributes.status = 'RUNNING'")
+        except MlflowException:
+            return []
+        by_id = {run.info.run_id: run for run in running}
+
+        def owner(run) -> str | None:  # the Dagster run behind a run, through its parents
+            tags = run.data.tags
+            if "dagster_run_id" in tags:
+                return tags["dagster_run_id"]
+            parent = tags.get("mlflow.parentRunId")
+            if parent in by_id:
+                return owner(by_id[parent])
+            with contextlib.suppress(MlflowException):
+                return client.get_run(parent).data.tags.get("dagster_run_id") if parent else None
+            return None
+
+        closed = []
+        for run in running:
+            dagster_run_id = owner(run)
+            if dagster_run_id is None or is_active(dagster_run_id):
+                continue
+            client.set_tag(
+                run.info.run_id, "stock_assets_closed", f"Dagster run {dagster_run_id} ended without ending it"
+            )
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+        with contextlib.suppress(MlflowException):
+            for mv in client.search_model_versions(f"name = '{self.model_name}'"):
+                tags = mv.tags or {}
+                if "model_kind" not in tags and "orphan" not in tags and mv.run_id in closed:
+                    client.set_model_version_tag(self.model_name, mv.version, "orphan", "its run was killed")
+                    client.update_model_version(
+                        self.model_name, mv.version, description="orphan: the run that registered it was killed"
+                    )
+        return closed
+
     @contextlib.contextmanager
-    def mlflow_run_for(self, dagster_run_id: str, partition: str, job_name: str) -> Iterator[str]:
-        """Resume (or start) the MLflow run of this Dagster run and yield its id; end it when the block ends."""
+    def mlflow_run_for(self, dagster_run_id: str, partition: str, job_name: str, instance=None) -> Iterator[str]:
+        """Resume (or start) the MLflow run of this Dagster run and yield its id; end it when the block
+        ends. Given the Dagster `instance`, first close the runs killed processes left open."""
         from mlflow.exceptions import MlflowException
 
         mlflow = self.configured_mlflow()
         client = self.client()
         try:
             experiment_id = self.experiment_id()
+            if instance is not None:
+                self.close_abandoned_runs(lambda run_id: dagster_run_active(instance, run_id))
             runs = client.search_runs(
                 [experiment_id],
                 filter_string=f"tags.dagster_run_id = '{dagster_run_id}' and tags.stock_assets_role = 'dagster_run'",

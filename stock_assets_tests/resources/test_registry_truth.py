@@ -154,3 +154,39 @@ def test_challenger_never_names_a_rejected_candidate(registry):
     with pytest.raises(MlflowException):
         client.get_model_version_by_alias("stock_lstm", "challenger")
     assert registry.latest_verdict(after="2010-03-01") == "2010-03-02"
+
+
+KILLED_REGISTRATION = """
+import os, signal
+from stock_assets.lib.forecasters import gaussian_baseline
+from stock_assets.resources.model_registry import ModelRegistryResource
+
+def die(self, *args, **kwargs):  # kill -9 after MLflow registered the version, before it is described
+    os.kill(os.getpid(), signal.SIGKILL)
+
+ModelRegistryResource._registered = die
+registry = ModelRegistryResource(tracking_uri={uri!r})
+levels = (0.05, 0.25, 0.5, 0.75, 0.95)
+baseline = gaussian_baseline("persistence", [0.0, 0.0], ["AAPL", "MSFT"], levels, 0.94, "2010-03-01")
+with registry.mlflow_run_for("killed-run", "2010-03-01", "daily_job"):
+    registry.log_baseline(baseline, "2010-03-01", "killed-run")
+"""
+
+
+def test_runs_a_killed_process_left_running_are_closed_and_its_version_marked_orphan(registry, instance, tmp_path):
+    code = KILLED_REGISTRATION.format(uri=registry.resolved_tracking_uri())
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, capture_output=True)
+    assert killed.returncode == -9
+    client = registry.client()
+    (left,) = client.search_runs([registry.experiment_id()], filter_string="attributes.status = 'RUNNING'")
+    (orphan,) = client.search_model_versions("name = 'stock_lstm'")
+    assert "model_kind" not in orphan.tags
+    # The next step of any run (its Dagster instance knows no live "killed-run") cleans up first.
+    with registry.mlflow_run_for("next-run", "2010-03-02", "daily_job", instance):
+        pass
+    assert client.get_run(left.info.run_id).info.status == "KILLED"
+    assert "killed-run" in client.get_run(left.info.run_id).data.tags["stock_assets_closed"]
+    assert not client.search_runs([registry.experiment_id()], filter_string="attributes.status = 'RUNNING'")
+    marked = client.get_model_version("stock_lstm", orphan.version)
+    assert marked.tags["orphan"] == "its run was killed" and marked.description.startswith("orphan")
+    assert registry.promotions() == []  # never a champion

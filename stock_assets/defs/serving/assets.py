@@ -98,19 +98,33 @@ def _closes(raw_prices: pd.DataFrame, tickers: list[str], day: str) -> np.ndarra
     return close.to_numpy(dtype=np.float64)
 
 
-def calibration_scales(warehouse, champion, tickers: list[str], day: str, forecast) -> np.ndarray:
-    """Per ticker, the adaptive conformal spread factor from the misses of this champion's served 90%
-    intervals so far, oldest first: derived from the performance log, not hidden state
-    (docs/decisions.md, "Calibration that holds online")."""
-    from stock_assets.lib.distributions import aci_scale
+def scored_log(warehouse, raw_prices: pd.DataFrame, first: str, day: str) -> pd.DataFrame:
+    """The performance log from `first` through `day`, including the scores of the forecasts that
+    targeted `day` itself: this run may serve before it writes performance_log for `day` (the two
+    assets do not wait for each other), and calibration and the guard must see the latest session."""
+    from stock_assets.lib.scoring import score_predictions
 
-    if not forecast.calibration:
+    log = warehouse.get().read_range("performance_log", "target_date", first, day)
+    if len(log) and (log["target_date"] == day).any():
+        return log
+    previous = trading_calendar.previous_session(day).isoformat()
+    made = warehouse.get().read_range("daily_predictions", "prediction_date", previous, previous)
+    if len(made) == 0:
+        return log
+    today = score_predictions(made, raw_prices, day)
+    return pd.concat([log, today], ignore_index=True) if len(log) else today
+
+
+def calibration_scales(log: pd.DataFrame, champion, tickers: list[str], forecast) -> np.ndarray:
+    """Per ticker, the adaptive conformal spread factor from the misses of this champion's served 90%
+    intervals so far (`log`: since its promotion), oldest first: derived from the performance log,
+    not hidden state (docs/decisions.md, "Calibration that holds online")."""
+    from stock_assets.lib.distributions import aci_scale
+    from stock_assets.lib.scoring import champion_rows
+
+    if not forecast.calibration or len(log) == 0 or "covered_90" not in log:
         return np.ones(len(tickers))
-    start = champion.partition or day
-    log = warehouse.get().read_range("performance_log", "target_date", start, day)
-    if len(log) == 0 or "covered_90" not in log:
-        return np.ones(len(tickers))
-    mine = log[log["model_version"].astype(str) == str(champion.version)].sort_values("target_date")
+    mine = champion_rows(log, champion.version, champion.partition).sort_values("target_date")
     scales = []
     for ticker in tickers:
         misses = 1.0 - mine.loc[mine["ticker"] == ticker, "covered_90"].to_numpy(dtype=np.float64)
@@ -129,6 +143,7 @@ def predict_next_session(
     champion = model_registry.champion_as_of(day)
     if champion is None:
         champion = promote_first_champion(context, day, basket, warehouse, model_registry, settings)
+    model_registry.sync_champion_alias()  # repairs an alias a killed promotion left behind
     forecaster = model_registry.load(champion)
     preprocessing = getattr(forecaster, "preprocessing", None)
     tickers = list(preprocessing.tickers if preprocessing is not None else forecaster.tickers)
@@ -157,13 +172,14 @@ def predict_next_session(
             )
         features = panel.features
     raw = forecaster.forecast(features, close, [-1])[0]  # (tickers, levels) log-return quantiles
-    scales = calibration_scales(warehouse, champion, tickers, day, forecast)
+    log = scored_log(warehouse, raw_prices, str(champion.partition or day), day)
+    scales = calibration_scales(log, champion, tickers, forecast)
     with np.errstate(invalid="ignore", over="ignore"):
         served = rescale_spread(raw, levels, scales)
     baseline = fit_baseline(PERSISTENCE, close, tickers, levels, forecast.ewma_lambda, day).forecast(None, close, [-1])[
         0
     ]
-    guard = guard_decision(served, baseline, levels, tickers, champion, day, warehouse, model_registry, settings)
+    guard = guard_decision(served, baseline, levels, tickers, champion, day, log, model_registry, settings)
     if guard.fired:  # those tickers are served persistence's forecast (docs/decisions.md, "A bad champion ...")
         served = np.where(guard.fallback[:, None], baseline, served)
         scales = np.where(guard.fallback, 1.0, scales)
@@ -208,10 +224,10 @@ def predict_next_session(
     return frame
 
 
-def guard_decision(served, baseline, levels, tickers, champion, day, warehouse, model_registry, settings):
-    """The plausibility guard for this session (lib/guard.py): the champion's own scored sessions
-    (never those the fallback served) since its promotion, or since the latest retraining whose gate
-    kept it, judged against the baseline's on the same rows."""
+def guard_decision(served, baseline, levels, tickers, champion, day, log, model_registry, settings):
+    """The plausibility guard for this session (lib/guard.py): the champion's own scored sessions in
+    `log` (never those the fallback served) since its promotion, or since the latest retraining whose
+    gate kept it, judged against the baseline's on the same rows."""
     from stock_assets.lib.distributions import volatility_from_quantiles
     from stock_assets.lib.guard import GuardDecision, decide, loss_streak
     from stock_assets.lib.scoring import champion_session_losses
@@ -221,15 +237,12 @@ def guard_decision(served, baseline, levels, tickers, champion, day, warehouse, 
         return GuardDecision(np.zeros(len(tickers), dtype=bool), ("",) * len(tickers))
     since = str(champion.partition or day)
     kept = model_registry.latest_verdict(after=since, verdict="rejected")
-    since = max(since, kept) if kept else since
-    log = warehouse.get().read_range("performance_log", "target_date", since, day)
     streak = None
     if len(log) and "pinball_loss" in log:
-        log = log[log["target_date"] > since]
-        mine, theirs = champion_session_losses(log, champion.version, champion.partition)
+        recent = log[log["target_date"] > max(since, kept or since)]
+        mine, theirs = champion_session_losses(recent, champion.version, champion.partition)
         streak = loss_streak(mine, theirs, rule)
-    sigma = volatility_from_quantiles(baseline, levels)
-    return decide(served, sigma, levels, tickers, rule, streak)
+    return decide(served, volatility_from_quantiles(baseline, levels), levels, tickers, rule, streak)
 
 
 def forecast_table(frame: pd.DataFrame, levels) -> str:

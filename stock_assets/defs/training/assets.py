@@ -178,7 +178,7 @@ def search_best_params(context, config, scaled_sets: dict, model_registry, optun
 
     partition = context.partition_key
     study_name = f"{model_registry.model_name}-{partition}"  # or with a fingerprint: lib/search.open_study
-    with model_registry.mlflow_run_for(context.run_id, partition, context.job_name) as parent_run_id:
+    with model_registry.mlflow_run_for(context.run_id, partition, context.job_name, context.instance) as parent_run_id:
         mlflow = model_registry.configured_mlflow()
         client, experiment_id = model_registry.client(), model_registry.experiment_id()
 
@@ -276,7 +276,7 @@ def fit_candidate(
     losses = {"train": [h["train_loss"] for h in result.history], "validation": [h["val_loss"] for h in result.history]}
     curve = line_plot(losses, f"candidate {partition}", "epoch", "validation pinball loss (scaled)")
 
-    with model_registry.mlflow_run_for(context.run_id, partition, context.job_name) as run_id:
+    with model_registry.mlflow_run_for(context.run_id, partition, context.job_name, context.instance) as run_id:
         mlflow = model_registry.configured_mlflow()
         mlflow.log_params({**params, "trained_through": partition, "device": str(choose_device()), "seed": config.seed})
         for h in result.history:

@@ -104,3 +104,55 @@ def test_predictions_before_a_holiday_are_scored_after_it(defs, instance, histor
         assert run_daily(defs, instance, day).success
     log = table(history, "performance_log", "target_date")
     assert set(log["prediction_date"]) == {"2006-04-13"} and set(log["target_date"]) == {"2006-04-17"}
+
+
+def guard_metadata(instance, defs):
+    event = instance.get_latest_materialization_event(defs.resolve_assets_def("daily_predictions").key)
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def test_an_implausible_champion_never_serves_and_the_sensor_retrains_at_once(defs, instance, history):
+    """A drill champion whose every median is +20%: the guard serves persistence's forecast on its
+    very first session, the rows and the metadata say why, and the sensor asks for retraining."""
+    from dagster import build_sensor_context
+
+    from stock_assets.replay import install_drill_champion
+
+    day = "2006-03-01"
+    assert run_daily(defs, instance, "2006-02-28").success  # the first champion; arms nothing yet
+    sensor = defs.resolve_sensor_def("retraining_sensor")
+    armed = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    drill = install_drill_champion(defs, day, bias=0.2)
+    assert run_daily(defs, instance, day).success
+    rows = table(history, "daily_predictions", "prediction_date", day, day)
+    assert len(rows) == 4 and rows["served_by_fallback"].astype(bool).all()
+    assert set(rows["model_version"]) == {drill.version}  # the champion of record; its forecast not served
+    assert (rows["predicted_close"] == rows["last_close"]).all()  # persistence's median
+    assert rows["fallback_reason"].str.contains(r"median move \+22\.14% is .* predicted standard deviations").all()
+    meta = guard_metadata(instance, defs)
+    assert meta["guard_fallback_rows"] == 4 and meta["guard_reason"].count("AAPL:") == 1
+    tick = sensor.evaluate_tick(
+        build_sensor_context(instance=instance, cursor=armed.cursor, definitions=defs, resources=defs.resources)
+    )
+    assert [(r.partition_key, r.tags["stock_assets/reason"][:11]) for r in tick.run_requests] == [(day, "guard: AAPL")]
+
+
+def test_a_champion_losing_badly_two_sessions_running_is_taken_off(defs, instance, history):
+    """The loss rule alone (the sigma rule set out of reach): a +5% drill serves two sessions, is
+    scored twice at several times the baseline's pinball loss, and the third session is persistence's."""
+    from stock_assets.replay import install_drill_champion
+    from stock_assets.settings import GuardSettings
+
+    settings = history.model_copy(update={"guard": GuardSettings(max_sigmas=50)})
+    defs = build_definitions(settings)
+    install_drill_champion(defs, "2006-03-01", bias=0.05)
+    served = []
+    for day in ["2006-03-01", "2006-03-02", "2006-03-03", "2006-03-06"]:
+        assert run_daily(defs, instance, day).success
+        rows = table(settings, "daily_predictions", "prediction_date", day, day)
+        served.append(bool(rows["served_by_fallback"].astype(bool).any()))
+    assert served == [False, False, True, True]  # 2 sessions served, then off until a retraining decides
+    reason = guard_metadata(instance, defs)["guard_reason"]
+    assert reason.startswith("the champion's pinball loss ran above 2x the baseline's in each of its last 2")
+    log = table(settings, "performance_log", "target_date")
+    assert (log.loc[log["target_date"] == "2006-03-06", "served_by_fallback"] == 1.0).all()

@@ -19,11 +19,17 @@ URL_VARS="STOCK_ASSETS_DATABASE_URL STOCK_ASSETS_OPTUNA_STORAGE MLFLOW_BACKEND_S
 
 refused=""
 
+# Refused: empty, the change-me placeholder, a password shorter than 10 characters, or a common word
+# (password, postgres, admin, ... : the first guesses of any scanner). docs/inputs-and-secrets.md.
 placeholder() {  # $1: a password
-  case "$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')" in
+  lower=$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')
+  case "$lower" in
     "" | *change-me* | *changeme*) return 0 ;;
-    *) return 1 ;;
+    password | password1 | password123 | passw0rd | postgres | postgresql | admin | administrator | root | \
+    secret | letmein | qwerty | qwertyuiop | 123456 | 12345678 | 123456789 | 1234567890 | dagster | mlflow | \
+    stock_assets | stockassets | welcome | default | changeit) return 0 ;;
   esac
+  [ "${#1}" -lt 10 ]
 }
 
 for name in $PASSWORD_VARS; do
@@ -37,6 +43,11 @@ for name in $URL_VARS; do
   eval "set_=\${$name+x}"
   [ -n "$set_" ] || continue
   eval "value=\$$name"
+  # The raw application password inside the URL (compose substitutes it unencoded, with any '/', '@'
+  # or ':' it holds): it was checked as APP_DB_PASSWORD above, and is encoded below.
+  if [ -n "${APP_DB_PASSWORD:-}" ]; then
+    case "$value" in *":${APP_DB_PASSWORD}@"*) continue ;; esac
+  fi
   rest=${value#*://}
   authority=${rest%%/*}
   case "$authority" in *@*) ;; *) continue ;; esac  # no user info: nothing secret in it
@@ -55,7 +66,7 @@ fi
 
 if [ -n "$refused" ]; then
   for name in $refused; do
-    echo "check-secrets: $name holds an empty password or the change-me placeholder." >&2
+    echo "check-secrets: $name holds an empty, weak (a common word, or under 10 characters) or change-me placeholder password." >&2
   done
   echo "check-secrets: set real passwords in docker/.env (e.g. \`openssl rand -hex 24\`), then" \
        "recreate the containers; not starting." >&2

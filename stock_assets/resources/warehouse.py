@@ -39,6 +39,13 @@ class _LazySQLAlchemy:
 sa = _LazySQLAlchemy()
 
 
+def _masked(error: object) -> str:
+    """A driver's message without any password it may quote (lib/redaction.py)."""
+    from stock_assets.lib.redaction import mask_secrets
+
+    return mask_secrets(str(error))
+
+
 class MissingPartitionsError(RuntimeError):
     """Upstream partitions were never materialised; the message names the missing ranges."""
 
@@ -200,7 +207,7 @@ class Warehouse:
                 )
         except sa.exc.OperationalError as exc:
             raise WarehouseError(
-                f"warehouse {self.safe_url} unreachable or locked while writing {table}: {exc.orig}"
+                f"warehouse {self.safe_url} unreachable or locked while writing {table}: {_masked(exc.orig)}"
             ) from exc
         except sa.exc.IntegrityError as exc:
             raise WarehouseError(f"table {table}: write rejected, previous rows kept ({exc.orig})") from exc
@@ -213,7 +220,9 @@ class Warehouse:
             with self.reader.connect() as conn:
                 yield conn
         except sa.exc.OperationalError as exc:
-            raise WarehouseError(f"warehouse {self.safe_url} unreachable while reading {table}: {exc.orig}") from exc
+            raise WarehouseError(
+                f"warehouse {self.safe_url} unreachable while reading {table}: {_masked(exc.orig)}"
+            ) from exc
 
     def stored_partitions(self, table: str, first: str, last: str) -> dict[str, int]:
         """{partition_key: row_count} recorded for `table` between first and last."""
@@ -262,7 +271,10 @@ class Warehouse:
 
     @property
     def safe_url(self) -> str:
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        """The URL for messages: passwords in user info and in query parameters masked (lib/redaction.py)."""
+        from stock_assets.lib.redaction import masked_url
+
+        return masked_url(self.url)
 
 
 @lru_cache(maxsize=8)

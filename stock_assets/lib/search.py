@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from stock_assets.lib.redaction import masked_url
 from stock_assets.lib.search_workers import run_workers
 from stock_assets.lib.study import (
     FINGERPRINT_ATTR,
@@ -78,6 +79,39 @@ def open_study(storage_url, study_name: str, fingerprint: str, described: dict, 
     )
 
 
+class StudyStorageError(RuntimeError):
+    """The Optuna storage failed during a search (removed, moved, read-only, unreachable)."""
+
+
+def storage_problem(storage_url: str, exc: Exception) -> str | None:
+    """What to tell the user when a search failed because of its storage, else None (not a storage
+    failure). Optuna answers a SQLite file removed mid-search with "AssertionError: Should not reach." and
+    its heartbeat thread with a StorageInternalError; neither says what happened."""
+    import optuna
+    import sqlalchemy as sa
+
+    storage_errors = (optuna.exceptions.StorageInternalError, sa.exc.SQLAlchemyError)
+    gone = None
+    if isinstance(storage_url, str) and storage_url.startswith("sqlite:///"):
+        import os
+
+        path = storage_url.removeprefix("sqlite:///")
+        if not os.path.exists(path):
+            gone = f"its file {path} no longer exists"
+        elif not os.access(path, os.W_OK):
+            gone = f"its file {path} is not writable"
+    if gone is None and not isinstance(exc, storage_errors):
+        return None
+    where = masked_url(storage_url) if isinstance(storage_url, str) else "the study storage"
+    cause = gone or f"{type(exc).__name__}: {str(exc)[:200]}"
+    return (
+        f"the Optuna study storage {where} failed during the search ({cause}): it was removed, moved, made "
+        "read-only or became unreachable while trials ran. Restore it, or point "
+        "settings optuna_storage (STOCK_ASSETS_OPTUNA_STORAGE) at a writable store, then rerun retraining_job: "
+        "the search resumes from the trials stored there (a new, empty store starts the search again)"
+    )
+
+
 def run_study(
     arrays: dict[str, np.ndarray],
     space: SearchSpace,
@@ -102,12 +136,18 @@ def run_study(
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     remaining = budget.n_trials - len([t for t in study.trials if t.state in finished])
 
-    if remaining > 0 and workers > 1:
-        run_workers(arrays, budget, storage_url, study, remaining, workers, on_trial)
-    elif remaining > 0:
-        callbacks = [lambda study, trial: on_trial(study.study_name, trial)] if on_trial else []
-        objective = make_objective(space, budget, arrays, {})
-        study.optimize(objective, n_trials=remaining, timeout=budget.timeout_seconds, callbacks=callbacks)
+    try:
+        if remaining > 0 and workers > 1:
+            run_workers(arrays, budget, storage_url, study, remaining, workers, on_trial)
+        elif remaining > 0:
+            callbacks = [lambda study, trial: on_trial(study.study_name, trial)] if on_trial else []
+            objective = make_objective(space, budget, arrays, {})
+            study.optimize(objective, n_trials=remaining, timeout=budget.timeout_seconds, callbacks=callbacks)
+    except Exception as exc:
+        problem = storage_problem(storage_url, exc)
+        if problem is None:
+            raise
+        raise StudyStorageError(problem) from exc
     if not [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]:
         raise RuntimeError(
             f"study {study.study_name}: no trial completed (all pruned or failed); raise n_trials or max_epochs"

@@ -181,3 +181,21 @@ def test_a_worker_joins_only_a_study_of_the_same_search(tmp_path, monkeypatch, k
     assert worker_main([*argv, "--arrays", str(same)]) == 0 and not error.exists()
     trials = optuna.load_study(study_name="j", storage=storage).trials
     assert len(trials) == 2 and trials[1].user_attrs[WORKER_PID_ATTR] == os.getpid()
+
+
+def test_a_storage_removed_mid_search_says_what_happened_and_what_to_do(tmp_path):
+    """Optuna's own answer is "AssertionError: Should not reach." (issue 23)."""
+    from stock_assets.lib.search import StudyStorageError
+
+    db = tmp_path / "optuna.db"
+    budget = SearchBudget(n_trials=4, timeout_seconds=60, max_epochs=1, patience=1, seed=1)
+
+    def remove_after_first(name, trial):
+        db.unlink(missing_ok=True)
+
+    with pytest.raises(StudyStorageError) as caught:
+        run_study(arrays(), TINY_SPACE, budget, f"sqlite:///{db}", "s", on_trial=remove_after_first)
+    message = str(caught.value)
+    assert f"its file {db} no longer exists" in message
+    assert "STOCK_ASSETS_OPTUNA_STORAGE" in message and "rerun retraining_job" in message
+    assert "Should not reach" not in message

@@ -55,9 +55,10 @@ def check_exchange(code: str) -> str:
     if code in exchange_calendars.get_calendar_names(include_aliases=True):
         return code
     codes = exchange_codes()
+    common = [c for c in ("XNYS", "XNAS", "XLON", "XKRX", "XTKS", "XHKG", "XPAR", "XETR", "XTSE", "XASX") if c in codes]
     raise UnknownExchangeError(
-        f"exchange {code!r} is not an exchange_calendars code; use one of {', '.join(codes[:12])}, ... "
-        f"({len(codes)} in all: python -c 'import exchange_calendars; print(exchange_calendars.get_calendar_names())')"
+        f"exchange {code!r} is not an exchange_calendars code; use e.g. {', '.join(common)} ({len(codes)} in all: "
+        "python -c 'import exchange_calendars; print(exchange_calendars.get_calendar_names())')"
     )
 
 

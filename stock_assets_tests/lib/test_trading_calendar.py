@@ -61,3 +61,51 @@ def test_history_back_to_1980():
 def test_dates_before_the_calendar_say_so(call):
     with pytest.raises(trading_calendar.CalendarRangeError, match="1980-01-02"):
         call()
+
+
+# --- any exchange (issue 23) -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "exchange, zone, run_at, closed, traded",
+    [
+        ("XNYS", "America/New_York", (18, 30), "2023-07-04", "2023-09-28"),
+        ("XKRX", "Asia/Seoul", (18, 0), "2023-09-28", "2023-07-04"),  # Chuseok; the NYSE's Independence Day
+        ("XLON", "Europe/London", (19, 0), "2023-08-28", "2023-07-04"),  # summer bank holiday
+    ],
+)
+def test_each_exchange_has_its_own_sessions_zone_and_run_time(exchange, zone, run_at, closed, traded):
+    assert trading_calendar.timezone(exchange) == zone
+    assert trading_calendar.daily_run_time(exchange) == run_at
+    assert not trading_calendar.is_session(closed, exchange) and trading_calendar.is_session(traded, exchange)
+    expected = exchange_calendars.get_calendar(exchange, start="2022-01-03").sessions_in_range(
+        "2023-01-02", "2023-12-29"
+    )
+    assert trading_calendar.sessions_between("2023-01-02", "2023-12-29", exchange) == [d.date() for d in expected]
+    with trading_calendar.using_exchange(exchange):
+        assert (exchange, zone) == (trading_calendar.EXCHANGE, trading_calendar.TIMEZONE)
+        assert trading_calendar.previous_session(trading_calendar.next_session(closed)) < dt.date.fromisoformat(closed)
+        assert dt.date.fromisoformat(closed) in trading_calendar.weekday_closures("2023-01-02")
+    assert trading_calendar.EXCHANGE == "XNYS"  # restored
+
+
+def test_the_nyse_partitions_are_unchanged_by_the_exchange_setting():
+    """XNYS stays the default with the same weekend rule, closures and zone as before the setting."""
+    assert trading_calendar.active_exchange() == "XNYS"
+    assert trading_calendar.weekend_cron() == "0 0 * * 0,6"
+    assert dt.date(1980, 1, 2) == trading_calendar.EARLIEST_SESSION
+    from stock_assets.partitions import build_trading_day_partitions
+
+    nyse = build_trading_day_partitions(dt.date(2004, 8, 19), dt.date(2013, 3, 1))
+    london = build_trading_day_partitions(dt.date(2004, 8, 19), dt.date(2013, 3, 1), exchange="XLON")
+    assert nyse.timezone == "America/New_York" and london.timezone == "Europe/London"
+    assert len(nyse.get_partition_keys()) == 2148 and "2012-10-29" not in nyse.get_partition_keys()
+    assert "2012-10-29" in london.get_partition_keys()  # London traded through hurricane Sandy
+
+
+def test_an_unknown_exchange_lists_the_codes():
+    with pytest.raises(trading_calendar.UnknownExchangeError, match="'NOPE' is not an exchange_calendars code.*XNYS"):
+        trading_calendar.use_exchange("NOPE")
+    assert trading_calendar.active_exchange() == "XNYS"
+
+
+def test_nearest_sessions_of_a_closure():
+    assert trading_calendar.nearest_sessions("2012-10-29") == (dt.date(2012, 10, 26), dt.date(2012, 10, 31))

@@ -119,7 +119,7 @@ def test_a_file_of_another_market_names_the_exchange_setting(tmp_path, restore_e
 
 def test_the_exchange_setting_is_validated(tmp_path, restore_exchange):
     env = {"STOCK_ASSETS_HOME": str(tmp_path / "home")}
-    with pytest.raises(SettingsError, match="exchange 'XXXX' is not an exchange_calendars code; use one of"):
+    with pytest.raises(SettingsError, match="'XXXX' is not an exchange_calendars code; use e.g. XNYS, XLON"):
         load_settings(environ={**env, "STOCK_ASSETS_EXCHANGE": "XXXX"})
     with pytest.raises(SettingsError, match="source 'sample' holds NYSE .XNYS. sessions but exchange is XKRX"):
         load_settings(environ={**env, "STOCK_ASSETS_EXCHANGE": "XKRX"})

@@ -60,6 +60,7 @@ class ReplayReport:
     last_rolling: dict = field(default_factory=dict)
     failed_daily_runs: list[str] = field(default_factory=list)
     drill: dict = field(default_factory=dict)  # installed / caught / replaced sessions of a drill
+    reports: dict = field(default_factory=dict)  # what the reports' automation requested and its run
     seconds: float = 0.0
 
     @property
@@ -82,7 +83,7 @@ class ReplayReport:
         n = self.drill.get("caught_after_sessions", 0)
         if "caught" not in self.drill:
             return f"drill not caught within the replay ({n} sessions served by it)"
-        return f"drill caught after {n} sessions"
+        return f"drill caught after {n} session{'s' if n != 1 else ''}"
 
 
 def _merge(base: dict, extra: dict | None) -> dict:
@@ -300,6 +301,7 @@ def replay(
     cursor = None
     seen_run_keys: set[str] = set()
     registry = defs.resources["model_registry"]
+    automation = _automation_cursor(defs, instance)
     for day in sessions:
         if drill and day == drill[0]:
             report.drill = {"installed": day, "model": install_drill_champion(defs, day, drill[1]).label}
@@ -335,11 +337,42 @@ def replay(
                 report.drill["replaced"] = f"{champion.partition} by {champion.label}"
         if on_session:
             on_session(day, report)
+    report.reports = refresh_reports(defs, instance, automation, progress, heartbeat_seconds)
     if report.drill:
         served = drill_sessions_served(defs, report.drill["installed"], sessions[-1])
         report.drill["caught_after_sessions"] = served
     report.seconds = time.perf_counter() - started
     return report
+
+
+REPORTS_JOB = "reports_job"
+
+
+def _automation_cursor(defs: Definitions, instance: DagsterInstance):
+    """The declarative-automation cursor before the replay: what the reports' condition compares with."""
+    from dagster import evaluate_automation_conditions
+
+    return evaluate_automation_conditions(defs=defs, instance=instance).cursor
+
+
+def refresh_reports(
+    defs: Definitions, instance: DagsterInstance, cursor, progress=None, heartbeat_seconds=None
+) -> dict:
+    """Evaluate the reports' automation condition since `cursor`, as the daemon's automation sensor
+    would, and run `reports_job` when it requests them. Once per replay, not after every session (the
+    daemon refreshes them every session; a replay pays for one refresh)."""
+    from dagster import evaluate_automation_conditions
+
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    keys = [r.key for r in result.results if result.get_num_requested(r.key)]
+    requested = sorted(k.to_user_string() for k in keys)
+    if not requested:
+        return {"requested": []}
+    run = execute_for_location(
+        defs.resolve_job_def(REPORTS_JOB), instance, None, QUIET, None, progress, "reports",
+        heartbeat_seconds or HEARTBEAT_SECONDS,
+    )  # fmt: skip
+    return {"requested": requested, "run_id": run.run_id, "success": run.success}
 
 
 def drill_sessions_served(defs: Definitions, installed: str, last: str) -> int:

@@ -6,7 +6,7 @@ import pytest
 
 from stock_assets.defs import build_definitions
 from stock_assets.lib import trading_calendar
-from stock_assets.replay import replay
+from stock_assets.replay import replay, search_progress
 from stock_assets_tests.conftest import TEST_SETTINGS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,13 @@ def test_replayed_runs_belong_to_the_code_location_and_the_job_pages_list_them(i
     assert not report.failed_daily_runs and report.retrainings
     # Long work is never silent: the heartbeat names the run, its time and the running step.
     search = [line for line in lines if line.startswith("    ... retraining 2006-02-2") and "step best_params" in line]
-    assert search and any("search trials finished" in line for line in search), lines
+    assert search, lines
+    # What the heartbeat says of a search, read from the Optuna storage (here after it finished).
+    said = search_progress(defs, report.retrainings[0]["partition"])("best_params")
+    import optuna
+
+    studies = [s.study_name for s in optuna.storages.RDBStorage(strict.optuna_url).get_all_studies()]
+    assert said == f"{strict.training.n_trials} search trials finished", (studies, report.retrainings)
 
     # What the UI's job page asks for: the job's runs tagged with the repository of its code location.
     label = {"key": ".dagster/repository", "value": "__repository__@stock_assets"}
@@ -133,3 +139,31 @@ def test_replayed_runs_belong_to_the_code_location_and_the_job_pages_list_them(i
         ]
         == []
     )
+
+    # The reports' automation condition asked for both reports after the replay; they ran as one run
+    # of the code location, and they say which model served each session.
+    assert report.reports["requested"] == ["model_leaderboard", "monitoring_report"] and report.reports["success"]
+    from dagster import AssetKey
+
+    def latest(name):
+        event = instance.get_latest_materialization_event(AssetKey(name))
+        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+    board = latest("model_leaderboard")["leaderboard"].records
+    registry = defs.resources["model_registry"]
+    versions = registry.client().search_model_versions(f"name = '{registry.model_name}'")
+    assert sorted(r.data["version"] for r in board) == sorted(f"v{v.version}" for v in versions)
+    # Every replayed session (and the first one's bootstrap) was served by exactly one version.
+    assert sum(r.data["sessions_served"] for r in board) == len(sessions)
+    first = next(r.data for r in board if r.data["version"] == "v1")
+    assert first["kind"] == "persistence" and first["promoted_for"].startswith(sessions[0])
+    assert first["mlflow_version"].endswith(f"/#/models/{registry.model_name}/versions/1")
+    retrained = next(r.data for r in board if r.data["trained_for"] == report.retrainings[0]["partition"])
+    assert retrained["verdict"] in ("promoted", "rejected") and 0 <= retrained["dm_p_value"] <= 1
+    assert retrained["holdout_pinball_ratio"] != "-"
+    monitoring = latest("monitoring_report")
+    timeline = [r.data for r in monitoring["champion_timeline"].records]
+    assert timeline[0]["from"] == sessions[0] and sum(r["sessions"] for r in timeline) == len(sessions)
+    for chart in ("detector_chart", "forecasts_chart"):
+        assert monitoring[chart].startswith(f"![{chart}](http://127.0.0.1:5000/get-artifact?")
+        assert "data:image/png;base64," in monitoring[f"{chart}_embedded"]

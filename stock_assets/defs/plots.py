@@ -53,6 +53,8 @@ def fan_chart_png(
     date_column: str = "target_date",
     max_tickers: int = FAN_TICKERS,
     sessions: int = FAN_SESSIONS,
+    columns: int = 2,
+    width_inches: float = 8.5,
 ) -> bytes:
     """A fan chart per ticker (the first `max_tickers` in sorted order, one panel each) over the last
     `sessions` dates: the realised close, the forecast median and every central interval as a band.
@@ -70,7 +72,7 @@ def fan_chart_png(
     dates = sorted(rows[date_column].astype(str).unique())[-sessions:]
     shown = sorted(rows["ticker"].unique())[:max_tickers]
     frame = rows[rows[date_column].astype(str).isin(set(dates)) & rows["ticker"].isin(shown)]
-    fig, axes = _panels(max(1, len(shown)))
+    fig, axes = _panels(max(1, len(shown)), columns, width_inches)
     x = pd.to_datetime(dates)
     for ax, ticker in zip(axes, shown, strict=False):
         one = frame[frame["ticker"] == ticker].assign(_d=lambda f: f[date_column].astype(str))
@@ -165,13 +167,14 @@ def _column(level: float) -> str:
     return quantile_column(level)
 
 
-def _panels(n: int):
+def _panels(n: int, columns: int = 2, width_inches: float = 8.5):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = min(n, 2)
+    cols = min(n, columns)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(8.5, 2.2 * rows + 0.6), dpi=90, squeeze=False)
+    height = (2.2 if cols > 1 else 1.7) * rows + 0.6
+    fig, axes = plt.subplots(rows, cols, figsize=(width_inches, height), dpi=90 if cols > 1 else 85, squeeze=False)
     return fig, list(axes.ravel())

@@ -107,3 +107,24 @@ def test_settings_built_in_code_read_neither_the_environment_nor_the_file(monkey
     assert Settings().tickers == ("AAPL", "MSFT", "IBM", "GOOG") and Settings().training.n_trials == 12
     assert Settings(tickers="ibm,goog").tickers == ("IBM", "GOOG")
     assert load_settings(environ={"STOCK_ASSETS_HOME": str(Settings().home)}).training.n_trials == 12
+
+
+def test_the_exchange_and_sanity_rules_are_settings_with_their_defaults(tmp_path):
+    from stock_assets.lib import trading_calendar
+    from stock_assets.lib.prices import SanityRules
+
+    with trading_calendar.using_exchange("XNYS"):
+        packaged = load_settings(environ={"STOCK_ASSETS_HOME": str(tmp_path / "home")})
+        assert packaged.exchange == "XNYS" and packaged.sanity.rules() == SanityRules()
+        env = {"STOCK_ASSETS_HOME": str(tmp_path / "home"), "STOCK_ASSETS_SANITY__MAX_VOLUME": "5e11"}
+        assert load_settings(environ=env).sanity.rules().max_volume == 5e11
+        with pytest.raises(SettingsError, match=r"sanity.max_split_ratio: Input should be greater than 1 \(got '0.5'"):
+            load_settings(environ={**env, "STOCK_ASSETS_SANITY__MAX_SPLIT_RATIO": "0.5"})
+        env = {
+            "STOCK_ASSETS_HOME": str(tmp_path / "home"),
+            "STOCK_ASSETS_EXCHANGE": "xlon",
+            "STOCK_ASSETS_SOURCE": "yfinance",
+            "STOCK_ASSETS_START_DATE": "2012-10-29",  # not an NYSE session (hurricane Sandy); London traded
+        }
+        assert load_settings(environ=env).exchange == "XLON" and trading_calendar.EXCHANGE == "XLON"
+    assert trading_calendar.EXCHANGE == "XNYS"

@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export STOCK_ASSETS_HOME ?= $(CURDIR)/.stock_assets
 export DAGSTER_HOME ?= $(STOCK_ASSETS_HOME)/dagster_home
+UI_PORT ?= 3000
+MLFLOW_PORT ?= 5000
 
 .PHONY: install demo test lint format ui mlflow-ui benchmark clean deploy-check
 
@@ -20,7 +22,7 @@ install: $(STAMP)
 
 demo: install  ## backfill the bundled sample, train and promote, replay daily operations
 	mkdir -p $(DAGSTER_HOME)
-	$(PY) scripts/demo.py $(DEMO_ARGS)
+	$(PY) -u scripts/demo.py $(DEMO_ARGS)
 
 test: install  ## the whole suite (PostgreSQL tests skip with a reason if it is not running)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -34,14 +36,18 @@ format: install  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 # `ui` runs from DAGSTER_HOME: in the repository root Dagster warns that ./dagster.yaml is not the one in use.
-ui: install  ## Dagster UI + daemon on http://127.0.0.1:3000 against the demo's instance
+# scripts/ui.py stops dagster dev and all its processes within seconds of Ctrl-C or TERM.
+ui: install  ## Dagster UI + daemon on http://127.0.0.1:$(UI_PORT) against the demo's instance
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	cd $(DAGSTER_HOME) && $(CURDIR)/$(VENV)/bin/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && exec $(CURDIR)/$(PY) $(CURDIR)/scripts/ui.py \
+		$(CURDIR)/$(VENV)/bin/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
-mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 against the demo's tracking store
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STOCK_ASSETS_HOME)/mlflow.db \
-		--default-artifact-root $(STOCK_ASSETS_HOME)/mlartifacts --host 127.0.0.1 --port 5000
+# One worker and no GenAI job runner (huey consumers): 2 processes instead of 15 on 2 cores.
+mlflow-ui: install  ## MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) against the demo's tracking store
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false exec $(VENV)/bin/mlflow ui \
+		--backend-store-uri sqlite:///$(STOCK_ASSETS_HOME)/mlflow.db \
+		--default-artifact-root $(STOCK_ASSETS_HOME)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
 
 benchmark: install  ## prints the benchmark tables (takes several minutes)
 	$(PY) benchmarks/backfill.py

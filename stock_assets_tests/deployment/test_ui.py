@@ -33,8 +33,11 @@ ASSET_GROUPS = {  # docs/architecture.md, "The asset graph"
     "production_model": "training",
     "daily_predictions": "serving",
     "performance_log": "monitoring",
+    "model_leaderboard": "monitoring",
+    "monitoring_report": "monitoring",
 }
-JOBS = {"daily_job", "retraining_job", "price_history_job"}
+PARTITIONED = set(ASSET_GROUPS) - {"model_leaderboard", "monitoring_report"}
+JOBS = {"daily_job", "retraining_job", "price_history_job", "reports_job"}
 QUERY = """
 {
   repositoriesOrError { ... on RepositoryConnection { nodes {
@@ -179,15 +182,16 @@ def test_the_webserver_serves_the_code_location_on_its_own_instance(dagster_dev)
     assert repo["location"]["name"] == "stock_assets"
     assets = {"/".join(a["assetKey"]["path"]): a for a in repo["assetNodes"]}
     assert {name: a["groupName"] for name, a in assets.items()} == ASSET_GROUPS
-    assert all(a["isPartitioned"] for a in assets.values())
+    assert {name for name, a in assets.items() if a["isPartitioned"]} == PARTITIONED
     assert {j["name"] for j in repo["jobs"]} >= JOBS
     (schedule,) = repo["schedules"]
     assert schedule["name"] == "daily_schedule" and schedule["executionTimezone"] == "America/New_York"
     assert schedule["cronSchedule"] == "30 18 * * *"
-    (sensor,) = repo["sensors"]
-    assert sensor["name"] == "retraining_sensor"
-    # Nothing fires on its own in a fresh instance: both start stopped until someone turns them on.
-    assert schedule["scheduleState"]["status"] == sensor["sensorState"]["status"] == "STOPPED"
+    sensors = {s["name"]: s["sensorState"]["status"] for s in repo["sensors"]}
+    # Nothing fires on its own in a fresh instance: the schedule, the retraining sensor and Dagster's
+    # sensor of the reports' automation conditions start stopped until someone turns them on.
+    assert sensors == {"retraining_sensor": "STOPPED", "default_automation_condition_sensor": "STOPPED"}
+    assert schedule["scheduleState"]["status"] == "STOPPED"
 
     # The instance is the local one: SQLite under DAGSTER_HOME, the run queue with its retraining limit.
     info = data["instance"]["info"]

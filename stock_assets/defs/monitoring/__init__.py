@@ -7,9 +7,9 @@ from stock_assets.settings import Settings
 
 
 def build_defs(settings: Settings, partitions: PartitionsDefinition) -> Definitions:
-    leaderboard, report, reports_job, reports_sensor = build_reports(str(settings.start_date))
+    leaderboard, report, reports_job = build_reports(str(settings.start_date))
     return Definitions(
         assets=[build_performance_log(partitions, settings.forecast.quantiles), leaderboard, report],
         jobs=[reports_job],
-        sensors=[retraining_sensor, reports_sensor],
+        sensors=[retraining_sensor],
     )

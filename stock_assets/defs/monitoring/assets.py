@@ -90,23 +90,45 @@ def _performance_log(
     rolling = rolling_summary(log[log["target_date"] >= window_start])
     metadata = {
         "rows": len(scored),
-        "note": "scored" if len(scored) else f"nothing to score: no predictions targeted {day}",
-        "rolling_window_sessions": window_sessions,
-        **rolling,
+        # Text, not a number: a constant would be one more flat chart in the Plots tab.
+        "note": (
+            f"scored; rolling window {window_sessions} sessions; charts by session: asset monitoring_report"
+            if len(scored)
+            else f"nothing to score: no predictions targeted {day}"
+        ),
+        **plottable(rolling),
     }
     if len(scored):
         champion = scored.iloc[0]
         monitor, tenure = champion_monitor(log, champion, day, rolling, monitoring_policy)
         metadata.update(
             {
-                **monitor.to_metadata(),
-                **tenure,
+                **plottable(monitor.to_metadata(), keep=True),
+                **plottable(tenure),
                 "scored": MetadataValue.md(scored[SCORED_TABLE_COLUMNS].round(4).to_markdown(index=False)),
                 **_plots(log, window_sessions),
             }
         )
     context.add_output_metadata(metadata)
     return scored
+
+
+def plottable(entries: dict, keep: bool = False) -> dict:
+    """Floats rounded to 4 significant digits for the UI's tables and Plots tab; a float that is not
+    finite (no directional rows yet, say) is left out, so the session is a gap in its chart rather
+    than a NaN, unless `keep` (the monitor's contract: the sensor reads every key it writes).
+    Other values pass unchanged."""
+    from stock_assets.lib.reports import rounded
+
+    out = {}
+    for key, value in entries.items():
+        if not isinstance(value, float):
+            out[key] = value
+        elif rounded(value) is not None:
+            out[key] = rounded(value)
+        elif keep:
+            out[key] = value
+    return out
 
 
 SCORED_TABLE_COLUMNS = [

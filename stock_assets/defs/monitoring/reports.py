@@ -17,8 +17,6 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     AutomationCondition,
-    AutomationConditionSensorDefinition,
-    DefaultSensorStatus,
     MaterializeResult,
     MetadataValue,
     RunsFilter,
@@ -50,8 +48,9 @@ REPORT_CONDITION = (
 
 
 def build_reports(first_session: str) -> list:
-    """The two report assets, `reports_job` (both, launchable by hand) and the automation sensor that
-    evaluates their condition (RUNNING by default: reports only read)."""
+    """The two report assets and `reports_job` (both, launchable by hand). Their automation condition
+    is evaluated by Dagster's `default_automation_condition_sensor` (docs/decisions.md, "Reports by
+    declarative automation")."""
 
     @asset(
         group_name=GROUP,
@@ -126,14 +125,7 @@ def build_reports(first_session: str) -> list:
         description="The evening reports (model_leaderboard, monitoring_report); automation runs them too.",
         tags={"stock_assets/run_kind": "reports"},
     )
-    sensor = AutomationConditionSensorDefinition(
-        "reports_automation_sensor",
-        target=[model_leaderboard, monitoring_report],
-        default_status=DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=30,
-        description="Evaluates the reports' automation condition: refresh after performance_log and promotions.",
-    )
-    return [model_leaderboard, monitoring_report, job, sensor]
+    return [model_leaderboard, monitoring_report, job]
 
 
 def _served(warehouse: WarehouseResource, first_session: str) -> tuple[pd.DataFrame, pd.DataFrame]:

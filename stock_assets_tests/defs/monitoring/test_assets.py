@@ -56,3 +56,13 @@ def test_charts_are_png_images_in_the_metadata():
     plots = _plots(log, window_sessions=5)
     assert set(plots) == {"fan_chart", "calibration_chart", "mae_ratio_plot"}
     assert "data:image/png;base64," in plots["fan_chart"].value
+
+
+def test_metadata_numbers_are_rounded_and_a_missing_rate_is_a_gap_not_a_nan():
+    from stock_assets.defs.monitoring.assets import plottable
+
+    shown = plottable({"rolling_mae": 1.4711913500000038, "rolling_up_share": float("nan"), "rows": 4, "note": "x"})
+    assert shown == {"rolling_mae": 1.471, "rows": 4, "note": "x"}
+    # The monitor's contract keeps every key the sensor reads, finite or not.
+    kept = plottable({"detector_statistic": float("nan"), "detector_fired": False}, keep=True)
+    assert set(kept) == {"detector_statistic", "detector_fired"} and kept["detector_fired"] is False

@@ -155,3 +155,34 @@ def test_graphql_launch_run_with_a_weekend_key_fails_and_is_not_retried(tmp_path
             assert f"partition key {SATURDAY} is not a trading session" in text
             assert NEAREST[SATURDAY] in text
     assert stored_keys(tmp_path / "home") == []
+
+
+BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) { __typename ... on PythonError { message } }
+}
+"""
+
+
+def test_a_job_backfill_of_a_weekend_key_is_refused_at_launch(tmp_path, monkeypatch):
+    """GraphQL `launchPartitionBackfill` of daily_job's partition set names only partitions: a Saturday
+    is refused before any run exists (Dagster's PartitionKeysNotFoundError, against our partitions)."""
+    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+
+    monkeypatch.setenv("STOCK_ASSETS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("STOCK_ASSETS_FEATURE_LOOKBACK", "220")
+    (tmp_path / "dh").mkdir()
+    with instance_for_test(temp_dir=str(tmp_path / "dh")) as instance:
+        definitions = str(REPO_ROOT / "stock_assets" / "definitions.py")
+        with define_out_of_process_context(definitions, "defs", instance) as context:
+            repository = {"repositoryLocationName": context.code_location_names[0], "repositoryName": "__repository__"}
+            params = {
+                "partitionNames": [SATURDAY],
+                "selector": {"partitionSetName": "daily_job_partition_set", "repositorySelector": repository},
+            }
+            answer = execute_dagster_graphql(context, BACKFILL, {"params": params}).data["launchPartitionBackfill"]
+            assert answer["__typename"] == "PartitionKeysNotFoundError", answer
+            params["partitionNames"] = ["2010-03-05"]  # the session before it is accepted
+            answer = execute_dagster_graphql(context, BACKFILL, {"params": params}).data["launchPartitionBackfill"]
+            assert answer["__typename"] == "LaunchBackfillSuccess", answer
+        assert instance.get_runs() == [] and len(instance.get_backfills()) == 1

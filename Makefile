@@ -44,7 +44,10 @@ ui: install  ## Dagster UI + daemon on http://127.0.0.1:$(UI_PORT) against the d
 		$(CURDIR)/$(VENV)/bin/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
 # One worker and no GenAI job runner (huey consumers): 2 processes instead of 15 on 2 cores.
+# MLflow 3.17 opens experiments in its GenAI view unless the URL (or the browser, once toggled) asks
+# for the model-training view: open the URL printed below.
 mlflow-ui: install  ## MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) against the demo's tracking store
+	@echo "MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)/#/experiments?workflowType=machine_learning (model-training view)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false exec $(VENV)/bin/mlflow ui \
 		--backend-store-uri sqlite:///$(STOCK_ASSETS_HOME)/mlflow.db \
 		--default-artifact-root $(STOCK_ASSETS_HOME)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1

@@ -218,6 +218,8 @@ def main(argv=None, **defaults) -> None:
             # "drill caught after N sessions": the sessions its forecasts were served (ReplayReport.drill_line)
             **({"drill caught after": report.drill_line.removeprefix("drill caught after ")} if drill else {}),
             "failed daily runs": len(report.failed_daily_runs),
+            "reports refreshed": (", ".join(report.reports.get("requested", [])) or "none requested")
+            + ("" if report.reports.get("success", True) else " (run failed: see reports_job in the UI)"),
             "champion now": champion.label if champion else "none",
         },
     )
@@ -232,7 +234,9 @@ def main(argv=None, **defaults) -> None:
         "\nLook at it:\n"
         "  make ui         -> http://127.0.0.1:3000 (assets, partitions, runs, checks; each retraining run's\n"
         "                     tags say why the sensor asked for it)\n"
-        f"  make mlflow-ui  -> http://127.0.0.1:5000 (runs, metrics, model '{registry.model_name}' and its aliases)"
+        "  make mlflow-ui  -> http://127.0.0.1:5000/#/experiments?workflowType=machine_learning\n"
+        f"                     (runs, metrics, model '{registry.model_name}', aliases; model-training view)\n"
+        "  reports         -> assets model_leaderboard and monitoring_report (group monitoring) in the Dagster UI"
     )
 
 

@@ -15,6 +15,10 @@ from stock_assets.lib.redaction import mask_secrets
 MLFLOW_UI_URL_ENV = "MLFLOW_UI_URL"
 DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"  # `make mlflow-ui`
 KINDS = ("run", "model_version", "artifact", "experiment", "model")
+# MLflow 3.17's UI picks its view from the `workflowType` URL parameter, else from the browser's
+# local storage, defaulting to the GenAI view (the experiment's mlflow.experimentKind tag does not
+# choose it): experiment and run links ask for the model-training view.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def mlflow_ui_base(tracking_uri: str | None = None) -> str:
@@ -50,7 +54,7 @@ def mlflow_ui_url(
     if kind == "run":
         if not experiment_id:
             raise ValueError("mlflow_ui_url('run', ...) needs experiment_id")
-        url = f"{base}/#/experiments/{quote(str(experiment_id))}/runs/{quote(str(id))}"
+        url = f"{base}/#/experiments/{quote(str(experiment_id))}/runs/{quote(str(id))}?{MODEL_TRAINING_VIEW}"
     elif kind == "model_version":
         if not model_name:
             raise ValueError("mlflow_ui_url('model_version', ...) needs model_name")
@@ -58,7 +62,7 @@ def mlflow_ui_url(
     elif kind == "model":
         url = f"{base}/#/models/{quote(str(id))}"
     elif kind == "experiment":
-        url = f"{base}/#/experiments/{quote(str(id))}"
+        url = f"{base}/#/experiments/{quote(str(id))}?{MODEL_TRAINING_VIEW}"
     elif kind == "artifact":
         if not path:
             raise ValueError("mlflow_ui_url('artifact', ...) needs path")

@@ -107,6 +107,14 @@ def _verdict(record: VersionRecord) -> str | None:
     return word or None
 
 
+def _short_reason(reason, limit: int = 60) -> str | None:
+    """The gate's reason up to its first " | " (the verdict's clauses, not its numbers), cut at `limit`."""
+    if not reason:
+        return None
+    text = str(reason).split(" | ")[0].strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 LEADERBOARD_COLUMNS = [
     "version", "kind", "trained_for", "holdout_mae_ratio", "holdout_pinball_ratio", "dm_p_value", "verdict",
     "gate_reason", "promoted_for", "sessions_served", "served_mae_ratio", "served_pinball_ratio", "mlflow_run",
@@ -153,7 +161,7 @@ def leaderboard(versions: Iterable[VersionRecord], predictions: pd.DataFrame, lo
                 "holdout_pinball_ratio": _ratio(m.get("holdout_pinball"), m.get("persistence_pinball")),
                 "dm_p_value": rounded(_gate_value(record, "gate_p_value", "p_value"), 3),
                 "verdict": _verdict(record),
-                "gate_reason": (str(reason)[:90] if reason else None),
+                "gate_reason": _short_reason(reason),
                 "promoted_for": ", ".join(sorted(set(record.promoted_for))) or None,
                 "sessions_served": int(mine["prediction_date"].nunique()) if len(mine) else 0,
                 "served_mae_ratio": scores["served_mae_ratio"],

@@ -131,7 +131,9 @@ def test_rounding_keeps_four_significant_digits():
 
 def test_mlflow_links(monkeypatch):
     monkeypatch.delenv(MLFLOW_UI_URL_ENV, raising=False)
-    assert mlflow_ui_url("run", "abc", experiment_id="1") == "http://127.0.0.1:5000/#/experiments/1/runs/abc"
+    assert mlflow_ui_url("run", "abc", experiment_id="1") == (
+        "http://127.0.0.1:5000/#/experiments/1/runs/abc?workflowType=machine_learning"
+    )
     assert mlflow_ui_url("model_version", "3", model_name="stock_lstm") == (
         "http://127.0.0.1:5000/#/models/stock_lstm/versions/3"
     )
@@ -144,7 +146,9 @@ def test_mlflow_links(monkeypatch):
         "https://mlflow.example:8443/base/#/models/stock_lstm"
     )
     monkeypatch.setenv(MLFLOW_UI_URL_ENV, "http://ui.example:9000/")
-    assert mlflow_ui_url("experiment", "7", tracking_uri=tracking) == "http://ui.example:9000/#/experiments/7"
+    assert mlflow_ui_url("experiment", "7", tracking_uri=tracking) == (
+        "http://ui.example:9000/#/experiments/7?workflowType=machine_learning"
+    )
     with pytest.raises(ValueError, match="experiment_id"):
         mlflow_ui_url("run", "abc")
     with pytest.raises(ValueError, match="unknown"):

@@ -43,6 +43,21 @@ def training_closes(day: str, basket, warehouse, training_window: int) -> np.nda
     return close.to_numpy(dtype=np.float64)
 
 
+DECISION_TAG = "stock_assets/decision"  # promoted | rejected | <baseline>-took-over, on each retraining run
+
+
+def kept_since(instance, promoted_for: str, day: str) -> str:
+    """The latest partition in (promoted_for, day] whose retraining the gate rejected, keeping the
+    champion promoted for `promoted_for`; else `promoted_for`. The guard's loss rule, the detector
+    and the coverage alarm judge only the champion's sessions after it: a retraining answers the
+    alarm that asked for it (docs/decisions.md, "Degradation detector")."""
+    from dagster import RunsFilter
+
+    runs = instance.get_runs(RunsFilter(job_name="retraining_job", tags={DECISION_TAG: "rejected"}), limit=200)
+    kept = [p for r in runs if promoted_for < (p := r.tags.get("dagster/partition", "")) <= day]
+    return max(kept, default=promoted_for)
+
+
 def run_started_at(context) -> str | None:
     """The Dagster run's start (ISO UTC): promotions recorded by other runs after it are concurrent."""
     import datetime as dt

@@ -134,6 +134,26 @@ class Preprocessing(Contract):
     def with_shrinkage(self, shrinkage: float) -> Self:
         return dataclasses.replace(self, shrinkage=float(shrinkage))
 
+    def problems(self) -> list[str]:
+        """What makes these numbers unfit to serve (a tampered or damaged file): each named."""
+        import math
+
+        found = []
+        if not (isinstance(self.shrinkage, int | float) and 0.0 <= float(self.shrinkage) <= 1.0):
+            found.append(f"shrinkage {self.shrinkage!r} is not a number in [0, 1]")
+        if not (isinstance(self.sequence_length, int) and 1 <= self.sequence_length <= 1000):
+            found.append(f"sequence_length {self.sequence_length!r} is not an integer in [1, 1000]")
+        if any(not (isinstance(v, int | float) and 0.0 < float(v) < 1.0) for v in self.levels):
+            found.append(f"levels {list(self.levels)} are not all in (0, 1)")
+        for key in ("mean", "std", "target_mean", "target_std"):
+            values = self.scaler.get(key)
+            flat = [v for row in values for v in (row if isinstance(row, list) else [row])] if values else None
+            if flat is None or any(not isinstance(v, int | float) or not math.isfinite(v) for v in flat):
+                found.append(f"scaler {key} is missing or not all finite numbers")
+            elif key.endswith("std") and any(v <= 0 for v in flat):
+                found.append(f"scaler {key} has a non-positive value")
+        return found
+
 
 @dataclass(frozen=True)
 class CandidateModel(Contract):

@@ -125,6 +125,8 @@ def degradation_statistic(
         raise ValueError(
             f"loss arrays must have the same shape (..., n_sessions), got {champion.shape}, {baseline.shape}"
         )
+    if champion.size == 0:  # no session yet (e.g. right after a retraining answered the last alarm)
+        return np.zeros(champion.shape)
     batch = champion.shape[:-1]
     champion = champion.reshape(-1, champion.shape[-1])
     baseline = baseline.reshape(-1, baseline.shape[-1])

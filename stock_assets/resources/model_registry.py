@@ -133,6 +133,8 @@ class ModelRegistryResource(ConfigurableResource):
             # Our own loader never unpickles whatever this says (`load`); this covers MLflow's other paths.
             os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
             os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in run logs
+            # MLflow prints "View run ... at: <tracking URI>" to stdout, credentials included: never.
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
             # MLflow's defaults (7 retries, backoff up to 120 s) make one call to a dead server take ~4
             # minutes; an explicit MLFLOW_HTTP_REQUEST_* in the environment still wins.
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.http_timeout_seconds))
@@ -216,6 +218,8 @@ class ModelRegistryResource(ConfigurableResource):
         ends. Given the Dagster `instance`, first close the runs killed processes left open."""
         from mlflow.exceptions import MlflowException
 
+        from stock_assets.lib.redaction import mask_secrets
+
         mlflow = self.configured_mlflow()
         client = self.client()
         try:
@@ -228,7 +232,7 @@ class ModelRegistryResource(ConfigurableResource):
                 max_results=1,
             )
         except MlflowException as exc:
-            detail = str(exc) if len(str(exc)) <= 300 else "..." + str(exc)[-240:]  # the tail names the cause
+            detail = mask_secrets(str(exc) if len(str(exc)) <= 300 else "..." + str(exc)[-240:])  # the tail: the cause
             raise ModelRegistryUnavailableError(
                 f"MLflow tracking server {masked_uri(self.resolved_tracking_uri())} unreachable or failing "
                 f"({detail}). Start it or fix "
@@ -255,11 +259,37 @@ class ModelRegistryResource(ConfigurableResource):
             )
         try:
             yield run.info.run_id
+        except MlflowException as exc:
+            with contextlib.suppress(Exception):
+                mlflow.end_run(status="FAILED")
+            raise self._mid_run_error(exc, job_name, partition) from None
         except BaseException:
             mlflow.end_run(status="FAILED")
             raise
         else:
             mlflow.end_run(status="FINISHED")
+
+    def _mid_run_error(self, exc: Exception, job_name: str, partition: str) -> ModelRegistryUnavailableError:
+        """An MLflow failure inside a step, said as what happened and what to run (never a password)."""
+        from stock_assets.lib.redaction import mask_secrets
+
+        text = mask_secrets(_short(exc, 300))
+        store = masked_uri(self.resolved_tracking_uri())
+        if "database is locked" in text:
+            cause = (
+                f"the embedded MLflow store {store} is locked by another process (another run writing, or a "
+                "long query from `make mlflow-ui`). Rerun when it is free; for runs at once use an MLflow server "
+                "(STOCK_ASSETS_MLFLOW_TRACKING_URI)"
+            )
+        else:
+            cause = (
+                f"the MLflow tracking server {store} failed during the step ({text}). Check that it runs and that "
+                "MLFLOW_TRACKING_URI (settings mlflow_tracking_uri) points at it"
+            )
+        return ModelRegistryUnavailableError(
+            f"{cause}; then rerun {job_name} for {partition}. A promotion is recorded only at the step's end, so "
+            "nothing half-done serves; runs left open are closed by the next run."
+        )
 
     def log_model(
         self,
@@ -477,22 +507,6 @@ class ModelRegistryResource(ConfigurableResource):
         elif self.alias(CHALLENGER) is not None:
             client.delete_registered_model_alias(self.model_name, CHALLENGER)
 
-    def latest_verdict(self, after: str, verdict: str = "rejected") -> str | None:
-        """The latest partition after `after` for which the gate gave `verdict` on a candidate."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            versions = self.client().search_model_versions(f"name = '{self.model_name}'")
-        except MlflowException:
-            return None
-        found = [
-            (mv.tags or {}).get("gate_partition", "")
-            for mv in versions
-            if (mv.tags or {}).get("gate_verdict") == verdict
-        ]
-        later = [p for p in found if p and p > after]
-        return max(later) if later else None
-
     def load(self, ref: ModelRef):
         """The forecaster `models:/<name>/<version>` alone holds: a `BaselineForecaster` (plain numbers,
         numpy only) or a `NetworkForecaster` (the exported pt2 program and its `Preprocessing`);
@@ -509,6 +523,9 @@ class ModelRegistryResource(ConfigurableResource):
         try:
             root = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri))
         except (MlflowException, OSError) as exc:
+            moved = self._moved_artifact_root()
+            if moved:
+                raise ModelArtifactError(f"model {ref.name} version {ref.version} cannot be read: {moved}") from None
             raise self._artifact_error(ref, f"its artifacts cannot be read ({_short(exc)})") from None
         baseline = self._baseline(ref, root)
         if baseline is not None:
@@ -527,9 +544,29 @@ class ModelRegistryResource(ConfigurableResource):
             model = torch.export.load(str(program)).module()
         except Exception as exc:  # torch raises many kinds on a damaged archive
             raise self._artifact_error(ref, f"its artifacts are corrupt ({_short(exc)})") from None
+        if problems := preprocessing.problems():  # validated before anything is served from them
+            raise self._artifact_error(ref, f"its {PREPROCESSING_FILE} is invalid: {'; '.join(problems)}")
         from stock_assets.lib.network_forecaster import NetworkForecaster
 
         return NetworkForecaster(model, preprocessing)
+
+    def _moved_artifact_root(self) -> str | None:
+        """Why artifacts cannot be found when the home was moved: the embedded store keeps the
+        absolute artifact location it was created with (None when that location exists)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            location = self.client().get_experiment(self.experiment_id()).artifact_location
+        except MlflowException:
+            return None
+        path = Path(location.removeprefix("file://")) if "://" not in location or location.startswith("file:") else None
+        if path is None or path.exists():
+            return None
+        return (
+            f"the MLflow artifact store recorded in the tracking store is {path}, which does not exist: the home "
+            "was probably moved or copied from there. Move it back (or symlink that path to the new home's "
+            "mlartifacts), or start afresh with `make clean` and rerun the demo/backfill and retraining_job."
+        )
 
     def _baseline(self, ref: ModelRef, root: Path) -> BaselineForecaster | None:
         """The baseline forecaster under `root`, or None when the model is not of the baseline flavor."""

@@ -180,3 +180,14 @@ def test_coverage_p_values_are_cumulative_exact_binomial_tails():
     assert coverage_p_values(np.zeros(2), np.zeros(2)).tolist() == [1.0, 1.0]
     batch = coverage_p_values(np.stack([misses, misses]), np.stack([rows, rows]))
     np.testing.assert_array_equal(batch[1], p)
+
+
+def test_no_session_yet_is_a_warm_up_not_an_error():
+    """Right after a retraining answered the last alarm the detector has nothing to judge."""
+    import numpy as np
+
+    from stock_assets.lib.degradation import degradation_statistic, detect_degradation
+
+    assert degradation_statistic(np.array([]), np.array([])).shape == (0,)
+    result = detect_degradation(np.array([]), np.array([]))
+    assert not result.fired and result.n_sessions == 0 and result.reason.startswith("CUSUM warming up (0 of")

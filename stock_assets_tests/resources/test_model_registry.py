@@ -156,6 +156,17 @@ def assert_names_the_fix(message: str) -> None:
     assert "PICKLE" not in message.upper().replace("PICKLE-FREE", "")  # never suggests enabling pickle
 
 
+def tamper(root: Path, shrinkage=None, scaler_std=None) -> None:
+    """Edit the model's preprocessing.json the way an attacker or a bad disk would."""
+    path = root / "extra_files" / "preprocessing.json"
+    data = json.loads(path.read_text())
+    if shrinkage is not None:
+        data["shrinkage"] = shrinkage  # json writes Infinity
+    if scaler_std is not None:
+        data["scaler"]["std"][0][0] = scaler_std
+    path.write_text(json.dumps(data))
+
+
 @pytest.mark.parametrize(
     "damage, problem",
     [
@@ -166,8 +177,10 @@ def assert_names_the_fix(message: str) -> None:
             "data/model.pt2 is corrupt",
         ),
         (lambda root: (root / "MLmodel").unlink(), "its MLmodel file is missing or unreadable"),
+        (lambda root: tamper(root, shrinkage=float("inf")), "is invalid: shrinkage inf is not a number in [0, 1]"),
+        (lambda root: tamper(root, scaler_std=0.0), "is invalid: scaler std has a non-positive value"),
     ],
-    ids=["program deleted", "program overwritten", "program truncated", "MLmodel deleted"],
+    ids=["program deleted", "program overwritten", "program truncated", "MLmodel deleted", "shrinkage", "scaler"],
 )
 def test_a_missing_or_corrupt_champion_names_the_version_and_the_fix(registry, champion, damage, problem):
     damage(model_dir(registry, champion))
@@ -293,3 +306,48 @@ def test_a_garch_baseline_round_trips_through_the_registry_as_plain_numbers(regi
     np.testing.assert_allclose(q, garch.forecast(None, close, [-1, -2]))
     forecaster_file = json.loads((model_dir(registry, ref) / "forecaster.json").read_text())
     assert forecaster_file["kind"] == "garch" and set(forecaster_file["garch"][0]) >= {"omega", "alpha", "beta", "nu"}
+
+
+def test_a_moved_home_says_so_and_what_to_do(resources, tmp_path):
+    """The embedded store keeps absolute artifact paths: a home moved elsewhere is named as such,
+    not reported as a missing (tampered-looking) artifact."""
+    import shutil
+
+    from stock_assets.defs.champions import register_baseline
+    from stock_assets.lib.forecasters import gaussian_baseline
+    from stock_assets.resources.model_registry import ModelRegistryResource
+
+    registry = resources["model_registry"]
+    with registry.mlflow_run_for("run-m", FIRST, "test"):
+        ref = register_baseline(
+            registry, gaussian_baseline("persistence", [0.0, 0.0], TICKERS, LEVELS, 0.94, FIRST), FIRST, "run-m"
+        )
+    home = Path(registry.resolved_tracking_uri().removeprefix("sqlite:///")).parent
+    moved = tmp_path / "moved-home"
+    shutil.move(str(home), moved)
+    elsewhere = ModelRegistryResource(tracking_uri=f"sqlite:///{moved / 'mlflow.db'}")
+    with pytest.raises(ModelArtifactError) as error:
+        elsewhere.load(ref)
+    message = str(error.value)
+    assert f"version {ref.version} cannot be read" in message and str(home / "mlartifacts") in message
+    assert "the home was probably moved" in message and "make clean" in message
+
+
+def test_an_mlflow_failure_mid_step_names_the_fix_and_no_password(registry):
+    from mlflow.exceptions import MlflowException
+
+    from stock_assets.resources.model_registry import ModelRegistryUnavailableError
+
+    with (
+        pytest.raises(ModelRegistryUnavailableError) as error,
+        registry.mlflow_run_for("run-x", FIRST, "retraining_job"),
+    ):
+        raise MlflowException("API request to http://alice:s3cret@mlflow:5000/api/2.0 failed: Connection refused")
+    message = str(error.value)
+    assert "s3cret" not in message and "failed during the step" in message
+    assert f"rerun retraining_job for {FIRST}" in message
+    (run,) = registry.client().search_runs([registry.experiment_id()], filter_string="tags.dagster_run_id = 'run-x'")
+    assert run.info.status == "FAILED"
+    import os
+
+    assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"  # no "View run ... at: <url>"

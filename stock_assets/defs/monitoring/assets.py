@@ -15,6 +15,7 @@ from dagster import (
     asset,
 )
 
+from stock_assets.defs.champions import kept_since
 from stock_assets.defs.plots import calibration_chart_png, fan_chart_png, line_plot, markdown_image
 from stock_assets.lib import trading_calendar
 from stock_assets.lib.contracts import MonitorMetadata
@@ -100,7 +101,8 @@ def _performance_log(
     }
     if len(scored):
         champion = scored.iloc[0]
-        monitor, tenure = champion_monitor(log, champion, day, rolling, monitoring_policy)
+        answered = kept_since(context.instance, str(champion["model_trained_for"]), day)
+        monitor, tenure = champion_monitor(log, champion, day, rolling, monitoring_policy, answered)
         metadata.update(
             {
                 **plottable(monitor.to_metadata(), keep=True),
@@ -144,12 +146,18 @@ def _number(x) -> float | None:
 
 
 def champion_monitor(
-    log: pd.DataFrame, champion: pd.Series, day: str, rolling: dict, policy: MonitoringPolicyResource
+    log: pd.DataFrame,
+    champion: pd.Series,
+    day: str,
+    rolling: dict,
+    policy: MonitoringPolicyResource,
+    answered: str | None = None,
 ) -> tuple[MonitorMetadata, dict]:
-    """The verdicts on the champion that served `day`, over its tenure (all its rows since its
-    promotion): the CUSUM on its per-session pinball differential against the baseline, the
-    coverage alarm on its served 90% interval, and (second value, shown only) the Kupiec and
-    Christoffersen p-values of that interval over the same tenure."""
+    """The verdicts on the champion that served `day`: the CUSUM on its per-session pinball
+    differential against the baseline and the coverage alarm on its served 90% interval, over its
+    sessions after `answered` (the latest retraining whose gate kept it; default: its promotion),
+    and (second value, shown only) the Kupiec and Christoffersen p-values of that interval over its
+    whole tenure."""
     from stock_assets.lib.degradation import detect_coverage_shortfall, detect_degradation
     from stock_assets.lib.scoring import (
         champion_rows,
@@ -160,9 +168,10 @@ def champion_monitor(
     )
 
     version, trained_for = str(champion["model_version"]), str(champion["model_trained_for"])
-    pinball, baseline = champion_session_losses(log, version, trained_for)
+    fresh = log[log["target_date"] > answered] if answered else log  # an answered alarm is not raised again
+    pinball, baseline = champion_session_losses(fresh, version, trained_for)
     detector = detect_degradation(pinball, baseline, policy.detector_config())
-    misses, rows = champion_session_misses(log, version, trained_for, 90)
+    misses, rows = champion_session_misses(fresh, version, trained_for, 90)
     coverage = detect_coverage_shortfall(misses, rows)
     mine = champion_rows(log, version, trained_for)
     backtest = interval_backtests(mine, 90)

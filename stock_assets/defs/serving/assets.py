@@ -14,7 +14,7 @@ from dagster import (
     asset,
 )
 
-from stock_assets.defs.champions import promote_first_champion
+from stock_assets.defs.champions import kept_since, promote_first_champion
 from stock_assets.defs.lookback import SessionLookback
 from stock_assets.lib import trading_calendar
 from stock_assets.lib.distributions import quantile_column
@@ -179,7 +179,7 @@ def predict_next_session(
     baseline = fit_baseline(PERSISTENCE, close, tickers, levels, forecast.ewma_lambda, day).forecast(None, close, [-1])[
         0
     ]
-    guard = guard_decision(served, baseline, levels, tickers, champion, day, log, model_registry, settings)
+    guard = guard_decision(served, baseline, levels, tickers, champion, day, log, context.instance, settings)
     if guard.fired:  # those tickers are served persistence's forecast (docs/decisions.md, "A bad champion ...")
         served = np.where(guard.fallback[:, None], baseline, served)
         scales = np.where(guard.fallback, 1.0, scales)
@@ -224,7 +224,7 @@ def predict_next_session(
     return frame
 
 
-def guard_decision(served, baseline, levels, tickers, champion, day, log, model_registry, settings):
+def guard_decision(served, baseline, levels, tickers, champion, day, log, instance, settings):
     """The plausibility guard for this session (lib/guard.py): the champion's own scored sessions in
     `log` (never those the fallback served) since its promotion, or since the latest retraining whose
     gate kept it, judged against the baseline's on the same rows."""
@@ -235,11 +235,10 @@ def guard_decision(served, baseline, levels, tickers, champion, day, log, model_
     rule = settings.guard
     if not rule.enabled:
         return GuardDecision(np.zeros(len(tickers), dtype=bool), ("",) * len(tickers))
-    since = str(champion.partition or day)
-    kept = model_registry.latest_verdict(after=since, verdict="rejected")
+    since = kept_since(instance, str(champion.partition or day), day)
     streak = None
     if len(log) and "pinball_loss" in log:
-        recent = log[log["target_date"] > max(since, kept or since)]
+        recent = log[log["target_date"] > since]
         mine, theirs = champion_session_losses(recent, champion.version, champion.partition)
         streak = loss_streak(mine, theirs, rule)
     return decide(served, volatility_from_quantiles(baseline, levels), levels, tickers, rule, streak)

@@ -23,7 +23,7 @@ from dagster import (
     multi_asset,
 )
 
-from stock_assets.defs.champions import fall_back_to_baseline, run_started_at
+from stock_assets.defs.champions import DECISION_TAG, fall_back_to_baseline, run_started_at
 from stock_assets.defs.lookback import SessionLookback
 from stock_assets.defs.plots import calibration_chart_png, fan_chart_png, line_plot, markdown_image
 from stock_assets.defs.training.config import build_training_configs
@@ -43,7 +43,6 @@ from stock_assets.resources.warehouse import WarehouseResource
 from stock_assets.settings import Settings
 
 UPSTREAM = (AssetKey("processed_features"), AssetKey("raw_prices"))
-DECISION_TAG = "stock_assets/decision"  # promoted | rejected | <baseline>-took-over, on the retraining run
 
 
 def build_training_assets(settings: Settings, partitions: PartitionsDefinition) -> list[AssetsDefinition]:

@@ -20,10 +20,21 @@ def defs(history):
     return build_definitions(history)
 
 
+def failures(result) -> str:
+    """What failed in a daily_job result, for the assertion message."""
+    errors = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
+    return "; ".join((err.cause or err).to_string()[-1500:] for err in errors)
+
+
 def run_daily(defs, instance, day):
     return defs.resolve_job_def("daily_job").execute_in_process(
         instance=instance, partition_key=day, run_config=QUIET, raise_on_error=False
     )
+
+
+def daily_ok(defs, instance, day) -> None:
+    result = run_daily(defs, instance, day)
+    assert result.success, failures(result)
 
 
 def table(settings, name, column, first="0000", last="9999"):
@@ -70,7 +81,7 @@ def test_predictions_use_the_champion_as_of_their_date_and_fridays_are_scored_on
         registry.promote(lstm, "2006-03-03", "test")
 
     for day in ["2006-03-02", "2006-03-03", "2006-03-06"]:  # Thursday, Friday, Monday
-        assert run_daily(defs, instance, day).success
+        daily_ok(defs, instance, day)
     predictions = table(history, "daily_predictions", "prediction_date")
     by_day = predictions.groupby("prediction_date")["model_version"].unique().to_dict()
     assert list(by_day["2006-03-02"]) == [baseline]  # before the LSTM's promotion: never a later model

@@ -38,9 +38,10 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "stock_splits": ("stock_splits", "splits"),
 }
 MOVE_RULE = "one-day adj_close move beyond max_abs_log_return"
-# Split ratios vendors publish (2-for-1, 3-for-2, 1-for-10 ...): an adjusted move by one of these on a
-# row without a split is a split the file does not declare.
-COMMON_SPLIT_RATIOS = (2.0, 3.0, 4.0, 5.0, 10.0, 1.5, 4 / 3, 1.25, 20.0)
+# Whole split ratios (2-for-1, 1-for-10 ...): an adjusted move by one of these on a row without a split
+# is a split the file does not declare. Fractional ratios (3-for-2, 5-for-4) are left out: real
+# one-day moves of 20-45% happen (earnings, takeovers) and would be refused as splits.
+COMMON_SPLIT_RATIOS = (2.0, 3.0, 4.0, 5.0, 10.0, 20.0)
 
 
 @dataclass(frozen=True)

@@ -544,3 +544,12 @@ def test_tz_aware_dates_in_the_exchanges_zone_become_its_session_dates(exchange,
         assert normalize_price_frame(base.assign(date=aware), "inline")["date"].tolist() == expected
     with pytest.raises(PriceDataError, match="not midnight in the exchange's time zone XNYS"):
         normalize_price_frame(base.assign(date=stamps), "inline")
+
+
+@pytest.mark.parametrize("jump", ["13.9", "12.9", "15.6"])  # +34%, +24%, +50%: 4:3, 5:4 and 3:2 look-alikes
+def test_a_genuine_large_move_is_not_mistaken_for_a_split(tmp_path, jump):
+    """Earnings and takeover days move 20-45%: only whole split ratios count as undeclared splits."""
+    last = f"{SESSIONS[-1]},ACME,{jump},{jump},{jump},{jump},{jump},1000"
+    (tmp_path / "ACME.csv").write_text(csv(R[:-1] + [last]))
+    frame = CsvPriceSource(tmp_path / "ACME.csv").fetch(["ACME"], D(SESSIONS[0]), D(SESSIONS[-1]))
+    assert frame["adj_close"].iloc[-1] == float(jump)

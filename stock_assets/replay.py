@@ -381,7 +381,7 @@ def drill_sessions_served(defs: Definitions, installed: str, last: str) -> int:
     frame = defs.resources["warehouse"].get().read_range("daily_predictions", "prediction_date", installed, last)
     if frame.empty:
         return 0
-    drill = frame["model_kind"].astype(str) == DRILL_KIND
-    if "served_by_fallback" in frame:
-        drill &= ~frame["served_by_fallback"].fillna(False).astype(bool)
-    return int(frame.loc[drill, "prediction_date"].nunique())
+    from stock_assets.lib.reports import served_rows
+
+    served = served_rows(frame)  # a row of a session may be the fallback's while the others are the drill's
+    return int(served.loc[served["model_kind"].astype(str) == DRILL_KIND, "prediction_date"].nunique())

@@ -139,11 +139,13 @@ def execute_for_location(
         job_def=job, partition_key=partition_key, tags=tags, asset_selection=None, instance=instance, run_config=None
     )
     remote, python = location_origins(job.name)
-    run = instance.create_run_for_job(
-        job_def=job, run_config=run_config, tags=run_tags, remote_job_origin=remote, job_code_origin=python
-    )
     label = label or f"{job.name} {partition_key or ''}".strip()
-    with Heartbeat(instance, run.run_id, label, progress, heartbeat_seconds, detail):
+    # The heartbeat starts before the run exists: creating it (the execution plan) can take seconds.
+    with Heartbeat(instance, None, label, progress, heartbeat_seconds, detail) as heartbeat:
+        run = instance.create_run_for_job(
+            job_def=job, run_config=run_config, tags=run_tags, remote_job_origin=remote, job_code_origin=python
+        )
+        heartbeat.run_id = run.run_id
         return execute_run(InMemoryJob(job), run, instance)
 
 
@@ -151,7 +153,7 @@ class Heartbeat:
     """While a run executes, says every `every` seconds how long it has run and which step runs (and,
     in `best_params`, how many search trials finished), so long work is never silent."""
 
-    def __init__(self, instance, run_id: str, label: str, say, every: float = HEARTBEAT_SECONDS, detail=None):
+    def __init__(self, instance, run_id: str | None, label: str, say, every: float = HEARTBEAT_SECONDS, detail=None):
         self.instance, self.run_id, self.label, self.say, self.every = instance, run_id, label, say, every
         self.detail = detail  # step key -> more to say about that step, or None
         self._stop = threading.Event()
@@ -161,7 +163,7 @@ class Heartbeat:
     def __enter__(self):
         self._started = time.perf_counter()
         if self.say is not None:
-            self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.run_id[:8]}", daemon=True)
+            self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.label}", daemon=True)
             self._thread.start()
         return self
 
@@ -183,6 +185,8 @@ class Heartbeat:
     def current_step(self) -> str | None:
         from dagster import DagsterEventType
 
+        if self.run_id is None:
+            return "creating the run"
         started = self.instance.get_records_for_run(
             self.run_id, of_type=DagsterEventType.STEP_START, ascending=False, limit=1
         ).records

@@ -19,7 +19,6 @@ import importlib.metadata
 import io
 import json
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,18 +29,14 @@ from pydantic import PrivateAttr
 import stock_assets.resources.baseline_flavor as baseline_flavor
 from stock_assets.lib.contracts import ModelRef, Preprocessing, Promotion
 from stock_assets.lib.forecasters import BASELINES, DRILL, BaselineForecaster
-from stock_assets.resources.pt2_archive import Pt2ArchiveError, check_pickle_free
+from stock_assets.resources.model_loading import PREPROCESSING_FILE, load_forecaster, short
+from stock_assets.resources.model_loading import ModelArtifactError as ModelArtifactError  # re-exported
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-PREPROCESSING_FILE = "preprocessing.json"
 # Promotion tags: "promotion/<partition>/<dagster run id>" = JSON {promoted_at}. Versions logged by
 # earlier releases kept one JSON list under LEGACY_HISTORY_TAG; it is still read, never written.
 PROMOTION_TAG_PREFIX = "promotion/"
 LEGACY_HISTORY_TAG = "promotion_history"
-# What `mlflow.pytorch.log_model(serialization_format="pt2")` writes under the model's artifacts:
-# the MLmodel file and data/model.pt2. Anything else in data/ was not written by this project.
-MLMODEL_FILE = "MLmodel"
-PROGRAM_FILE = "model.pt2"
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
@@ -55,11 +50,6 @@ def promotion_tag(partition: str, dagster_run_id: str) -> str:
 
 class ModelRegistryUnavailableError(RuntimeError):
     """The MLflow tracking server / registry cannot be reached; the message names it."""
-
-
-class ModelArtifactError(RuntimeError):
-    """A registered model's artifacts are missing, corrupt or not a pickle-free pt2 program; the
-    message names the model name and version and what to run instead."""
 
 
 def masked_uri(uri: str) -> str:
@@ -273,7 +263,7 @@ class ModelRegistryResource(ConfigurableResource):
         """An MLflow failure inside a step, said as what happened and what to run (never a password)."""
         from stock_assets.lib.redaction import mask_secrets
 
-        text = mask_secrets(_short(exc, 300))
+        text = mask_secrets(short(exc, 300))
         store = masked_uri(self.resolved_tracking_uri())
         if "database is locked" in text:
             cause = (
@@ -508,138 +498,5 @@ class ModelRegistryResource(ConfigurableResource):
             client.delete_registered_model_alias(self.model_name, CHALLENGER)
 
     def load(self, ref: ModelRef):
-        """The forecaster `models:/<name>/<version>` alone holds: a `BaselineForecaster` (plain numbers,
-        numpy only) or a `NetworkForecaster` (the exported pt2 program and its `Preprocessing`);
-        never unpickles.
-
-        MLflow's loader is not used: it unpickles a `model.pth` found beside the program, or skips
-        its pickle check on the program, whenever MLFLOW_ALLOW_PICKLE_DESERIALIZATION is true. Here
-        the artifacts must be exactly what `log_model` wrote, the archive is checked pickle-free
-        (`pt2_archive.check_pickle_free`, always run) and only then read by `torch.export.load`,
-        which would otherwise unpickle the weights and sample inputs it holds."""
-        from mlflow.exceptions import MlflowException
-
-        mlflow = self.configured_mlflow()
-        try:
-            root = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri))
-        except (MlflowException, OSError) as exc:
-            moved = self._moved_artifact_root()
-            if moved:
-                raise ModelArtifactError(f"model {ref.name} version {ref.version} cannot be read: {moved}") from None
-            raise self._artifact_error(ref, f"its artifacts cannot be read ({_short(exc)})") from None
-        baseline = self._baseline(ref, root)
-        if baseline is not None:
-            return baseline
-        program, preprocessing_path = self._model_files(ref, root)
-        try:
-            check_pickle_free(program)
-        except Pt2ArchiveError as exc:
-            raise self._artifact_error(ref, f"data/{PROGRAM_FILE} is corrupt ({exc})") from None
-        import torch
-
-        try:
-            if preprocessing_path is None:  # logged by an earlier release: a run artifact beside the model
-                preprocessing_path = self.client().download_artifacts(ref.run_id, PREPROCESSING_FILE)
-            preprocessing = Preprocessing.from_dict(json.loads(Path(preprocessing_path).read_text()))
-            model = torch.export.load(str(program)).module()
-        except Exception as exc:  # torch raises many kinds on a damaged archive
-            raise self._artifact_error(ref, f"its artifacts are corrupt ({_short(exc)})") from None
-        if problems := preprocessing.problems():  # validated before anything is served from them
-            raise self._artifact_error(ref, f"its {PREPROCESSING_FILE} is invalid: {'; '.join(problems)}")
-        from stock_assets.lib.network_forecaster import NetworkForecaster
-
-        return NetworkForecaster(model, preprocessing)
-
-    def _moved_artifact_root(self) -> str | None:
-        """Why artifacts cannot be found when the home was moved: the embedded store keeps the
-        absolute artifact location it was created with (None when that location exists)."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            location = self.client().get_experiment(self.experiment_id()).artifact_location
-        except MlflowException:
-            return None
-        path = Path(location.removeprefix("file://")) if "://" not in location or location.startswith("file:") else None
-        if path is None or path.exists():
-            return None
-        return (
-            f"the MLflow artifact store recorded in the tracking store is {path}, which does not exist: the home "
-            "was probably moved or copied from there. Move it back (or symlink that path to the new home's "
-            "mlartifacts), or start afresh with `make clean` and rerun the demo/backfill and retraining_job."
-        )
-
-    def _baseline(self, ref: ModelRef, root: Path) -> BaselineForecaster | None:
-        """The baseline forecaster under `root`, or None when the model is not of the baseline flavor."""
-        import yaml
-
-        try:
-            flavors = yaml.safe_load((root / MLMODEL_FILE).read_text())["flavors"]
-        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-            raise self._artifact_error(
-                ref, f"its {MLMODEL_FILE} file is missing or unreadable ({_short(exc)})"
-            ) from None
-        if baseline_flavor.FLAVOR_NAME not in flavors:
-            return None
-        try:
-            data = json.loads((root / flavors[baseline_flavor.FLAVOR_NAME]["data"]).read_text())
-            return BaselineForecaster.from_dict(data)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise self._artifact_error(
-                ref, f"its {baseline_flavor.FORECASTER_FILE} is corrupt ({_short(exc)})"
-            ) from None
-
-    def _model_files(self, ref: ModelRef, root: Path) -> tuple[Path, Path | None]:
-        """(data/model.pt2, the preprocessing file or None) under the model's artifacts, after
-        checking the layout `log_model` writes."""
-        import yaml
-
-        try:
-            flavor = yaml.safe_load((root / MLMODEL_FILE).read_text())["flavors"]["pytorch"]
-            data = root / flavor["model_data"]
-            extras = [root / entry["path"] for entry in flavor.get("extra_files", [])]
-        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-            raise self._artifact_error(
-                ref, f"its {MLMODEL_FILE} file is missing or unreadable ({_short(exc)})"
-            ) from None
-        program = data / PROGRAM_FILE
-        if not program.is_file():
-            raise self._artifact_error(ref, f"its program {data.name}/{PROGRAM_FILE} is missing")
-        stray = sorted(str(p.relative_to(root)) for p in data.rglob("*") if p.is_file() and p != program)
-        if stray:
-            raise self._artifact_error(
-                ref,
-                f"its artifacts hold files this project never writes ({', '.join(stray)}); refused, the artifact "
-                "store may have been tampered with",
-            )
-        preprocessing = next((p for p in extras if p.name == PREPROCESSING_FILE), None)
-        if preprocessing is not None and not preprocessing.is_file():
-            raise self._artifact_error(ref, f"its {PREPROCESSING_FILE} is missing")
-        return program, preprocessing
-
-    def _artifact_error(self, ref: ModelRef, problem: str) -> ModelArtifactError:
-        """Names the model name and version and the two ways out: re-promote or retrain."""
-        trained_for, earlier = None, []
-        with contextlib.suppress(Exception):  # best effort: the registry may be what is broken
-            tags = self.client().get_model_version(ref.name, ref.version).tags or {}
-            trained_for = tags.get("trained_for_partition") or trained_for
-            promoted = [h for h in self.promotions() if h.version != ref.version]
-            until = ref.partition or trained_for
-            earlier = [h.version for h in promoted if until is None or h.partition <= until]
-        partition = ref.partition or trained_for or "<partition>"
-        shown = list(dict.fromkeys(reversed(earlier)))[:3]  # the latest first, each version once
-        candidates = f" (earlier champions: {', '.join('v' + v for v in shown)})" if shown else ""
-        return ModelArtifactError(
-            f"model {ref.name} version {ref.version} (run {ref.run_id}"
-            + (f", trained for {trained_for}" if trained_for else "")
-            + f"): {problem}. It cannot be served or scored. Fix: re-promote an earlier version{candidates} for "
-            f"{partition} (ModelRegistryResource.promote(<version>, '{partition}', <note>)), or retrain: launch "
-            f"retraining_job for partition {trained_for or partition}."
-        )
-
-
-def _short(exc: BaseException, limit: int = 200) -> str:
-    """The error for a message; library texts that advise enabling pickle are left out."""
-    text = f"{type(exc).__name__}: {exc}"
-    if re.search(r"pickle|weights_only", text, re.IGNORECASE):
-        return type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        """The forecaster `models:/<name>/<version>` alone holds, never unpickled (resources/model_loading.py)."""
+        return load_forecaster(self, ref)

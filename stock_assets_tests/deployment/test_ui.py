@@ -349,7 +349,8 @@ def test_performance_log_plots_its_rolling_skill_per_partition(dagster_dev, brow
     # from its end date, so the per-partition mode stays empty here (docs/decisions.md, "Partitions
     # end with the data"); the per-event mode draws every materialization.
     assert browser.click("Events")
-    text = browser.wait_for_text("rolling_mae_ratio", "rolling_up_share", "detector_statistic")
+    # A rate with no rows yet (rolling_up_share before any directional forecast) is a gap, not a key.
+    text = browser.wait_for_text("rolling_mae_ratio", "rolling_pinball_ratio", "detector_statistic")
     # One chart per numeric metadata key, drawn per partition (canvas charts).
     charts = browser.eval("document.querySelectorAll('canvas').length")
     assert charts >= 5, f"{charts} charts rendered; page text: {text[:800]}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -431,6 +432,9 @@ def _env_sources(environ: dict[str, str]) -> dict[str, tuple[str, str]]:
     return sources
 
 
+MIN_FREE_BYTES = 100 * 2**20  # below this a run's event records and tables no longer fit
+
+
 def _check_home(home: Path, path: Path, environ: dict[str, str]) -> None:
     """`home` must be a directory this process can write: fail at load time, not mid-run."""
     where = home.expanduser().resolve()
@@ -445,6 +449,14 @@ def _check_home(home: Path, path: Path, environ: dict[str, str]) -> None:
             f"({exc.strerror or exc}; from {source}). Point home (settings file) or {ENV_PREFIX}HOME at a "
             "writable directory: the warehouse, MLflow, Optuna and object stores live there"
         ) from None
+    for name, folder in (("home", where), ("DAGSTER_HOME", environ.get("DAGSTER_HOME"))):
+        if folder and Path(folder).is_dir() and (free := shutil.disk_usage(folder).free) < MIN_FREE_BYTES:
+            # Dagster's own storage fails with a raw database error when the disk fills: say it first.
+            raise SettingsError(
+                f"the disk holding {name} ({folder}) has only {free // 2**20} MB free (at least "
+                f"{MIN_FREE_BYTES // 2**20} MB needed): runs would fail writing their records. Free space there, "
+                f"or point {name} at another disk; nothing was run"
+            )
 
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:

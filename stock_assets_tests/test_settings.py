@@ -128,3 +128,21 @@ def test_the_exchange_and_sanity_rules_are_settings_with_their_defaults(tmp_path
         }
         assert load_settings(environ=env).exchange == "XLON" and trading_calendar.EXCHANGE == "XLON"
     assert trading_calendar.EXCHANGE == "XNYS"
+
+
+def test_a_full_disk_is_said_before_anything_runs(tmp_path, monkeypatch):
+    """Dagster's own storage fails with a raw database error when its disk fills up: the settings
+    refuse first, naming the folder, the free space and what to do."""
+    import collections
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 5 * 2**20, 5 * 2**20))
+    dagster_home = tmp_path / "dh"
+    dagster_home.mkdir()
+    environ = {"STOCK_ASSETS_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(dagster_home)}
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ=environ)
+    message = str(error.value)
+    assert f"the disk holding home ({tmp_path / 'home'}) has only 5 MB free (at least 100 MB needed)" in message
+    assert "Free space there, or point home at another disk" in message

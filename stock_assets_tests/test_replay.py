@@ -86,6 +86,21 @@ def graphql(instance, query: str, variables: dict) -> dict:
     return result.data
 
 
+def failures(instance, run_id: str) -> list[str]:
+    """The step failures of a run, for an assertion's message."""
+    from dagster import DagsterEventType
+
+    events = instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+    out = []
+    for event in events:
+        error, chain = event.dagster_event.event_specific_data.error, []
+        while error is not None:
+            chain.append(error.message.strip()[:400])
+            error = error.cause
+        out.append(f"{event.step_key}: {' <- '.join(chain)}")
+    return out
+
+
 def test_the_workspace_file_names_the_location_the_replay_runs_belong_to():
     from dagster._core.workspace.load_target import WorkspaceFileTarget
 
@@ -107,6 +122,7 @@ def test_replayed_runs_belong_to_the_code_location_and_the_job_pages_list_them(i
     report = replay(defs, instance, sessions, progress=lines.append, heartbeat_seconds=0.5)
     assert not report.failed_daily_runs and report.retrainings
     # Long work is never silent: the heartbeat names the run, its time and the running step.
+    assert report.retrainings[0]["success"], failures(instance, report.retrainings[0]["run_id"])
     search = [line for line in lines if line.startswith("    ... retraining 2006-02-2") and "step best_params" in line]
     assert search, lines
     # What the heartbeat says of a search, read from the Optuna storage (here after it finished).

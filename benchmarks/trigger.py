@@ -231,7 +231,17 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=2000, help="streams per scenario")
     parser.add_argument("--parity-sessions", type=int, default=1000, help="length of each parity stream")
     parser.add_argument("--seed", type=int, default=20240611)
+    parser.add_argument(
+        "--drift", type=float, default=DetectorConfig.drift, help="CUSUM drift (monitoring.detector_drift)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DetectorConfig.threshold,
+        help="CUSUM threshold (monitoring.detector_threshold)",
+    )
     args = parser.parse_args()
+    config = DetectorConfig(drift=args.drift, threshold=args.threshold)
     started = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     returns = load_sample()
@@ -265,9 +275,9 @@ def main() -> None:
         )
 
     rules = {
-        "pinball CUSUM": cusum_alarms,
+        f"pinball CUSUM (drift {config.drift:g}, threshold {config.threshold:g})": lambda s: cusum_alarms(s, config),
         f"coverage alarm (p < {COVERAGE_ALPHA:g}, >= {COVERAGE_MIN_ROWS} rows)": coverage_alarms,
-        "either (the sensor)": lambda s: cusum_alarms(s) | coverage_alarms(s),
+        "either (the sensor)": lambda s: cusum_alarms(s, config) | coverage_alarms(s),
     }
     header = [
         "trigger",

@@ -90,7 +90,7 @@ class YFinanceSettings(_Section):
 
 class MonitoringSettings(_Section):
     window_sessions: int = Field(10, ge=1, le=250, description="sessions of the rolling metrics")
-    detector_drift: float = Field(0.25, gt=0, le=5, description="CUSUM allowance per session (noise units)")
+    detector_drift: float = Field(0.35, gt=0, le=5, description="CUSUM allowance per session (noise units)")
     detector_threshold: float = Field(9.0, gt=0, le=100, description="CUSUM alarm level")
     detector_min_sessions: int = Field(10, ge=2, le=250, description="sessions before the detector judges")
     max_champion_age_sessions: int = Field(63, ge=1, le=2520, description="retrain a champion older than this")

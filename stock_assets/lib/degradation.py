@@ -75,7 +75,7 @@ _SD_PER_MAD = math.sqrt(math.pi / 2)  # mean absolute deviation -> standard devi
 class DetectorConfig:
     """Tuning of the one-sided CUSUM; the defaults are calibrated by benchmarks/trigger.py."""
 
-    drift: float = 0.25  # k: allowance per session, in noise units (optimal for a 0.5-noise shift)
+    drift: float = 0.35  # k: allowance per session, in noise units (benchmarks/trigger.py grid)
     threshold: float = 9.0  # h: alarm when the CUSUM exceeds this
     min_sessions: int = 10  # warm-up: sessions that only feed the noise estimate
     noise_halflife: float = 10.0  # sessions; EWMA of the differential's mean and absolute deviation

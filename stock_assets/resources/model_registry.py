@@ -348,11 +348,20 @@ class ModelRegistryResource(ConfigurableResource):
         return ModelRef(self.model_name, version, run_id, partition, kind)
 
     def run_url(self, run_id: str) -> str:
-        """Where to look at a run; shown in asset metadata, so never with a password."""
-        uri = masked_uri(self.resolved_tracking_uri())
-        if uri.startswith("http"):
-            return f"{uri.rstrip('/')}/#/experiments/{self.experiment_id()}/runs/{run_id}"
-        return f"mlflow run {run_id} in {uri} (open with `make mlflow-ui`)"
+        """The run's page in the MLflow UI (lib/links.py; never with a password), for `MetadataValue.url`."""
+        from stock_assets.lib.links import mlflow_ui_url
+
+        return mlflow_ui_url(
+            "run", run_id, experiment_id=self.experiment_id(), tracking_uri=self.resolved_tracking_uri()
+        )
+
+    def version_url(self, version: str) -> str:
+        """The model version's page in the MLflow UI."""
+        from stock_assets.lib.links import mlflow_ui_url
+
+        return mlflow_ui_url(
+            "model_version", str(version), model_name=self.model_name, tracking_uri=self.resolved_tracking_uri()
+        )
 
     # --- registry -------------------------------------------------------------------------
     def alias(self, alias: str) -> ModelRef | None:

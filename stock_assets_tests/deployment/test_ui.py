@@ -24,17 +24,17 @@ CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = REPO_ROOT / "benchmarks" / "asset_graph.png"
 WINDOW = (1600, 1000)
 ASSET_GROUPS = {  # docs/architecture.md, "The asset graph"
-    "raw_prices": "ingestion",
-    "processed_features": "features",
+    "raw_prices": "data",
+    "processed_features": "data",
     "scalers": "training",
     "scaled_sets": "training",
     "best_params": "training",
     "candidate_model": "training",
     "production_model": "training",
-    "daily_predictions": "serving",
-    "performance_log": "monitoring",
-    "model_leaderboard": "monitoring",
-    "monitoring_report": "monitoring",
+    "daily_predictions": "operations",
+    "performance_log": "operations",
+    "model_leaderboard": "operations",
+    "monitoring_report": "operations",
 }
 PARTITIONED = set(ASSET_GROUPS) - {"model_leaderboard", "monitoring_report"}
 JOBS = {"daily_job", "retraining_job", "price_history_job", "reports_job"}

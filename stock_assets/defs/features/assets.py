@@ -51,7 +51,7 @@ def build_processed_features(settings: Settings, partitions: PartitionsDefinitio
     @asset(
         partitions_def=partitions,
         backfill_policy=BackfillPolicy.single_run(),
-        group_name="features",
+        group_name="data",
         io_manager_key="table_io_manager",
         # Read chunk by chunk from the warehouse rather than loaded as one input (see below).
         deps=[AssetDep("raw_prices", partition_mapping=SessionLookback(price_window))],

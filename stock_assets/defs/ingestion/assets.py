@@ -43,7 +43,7 @@ def build_raw_prices(settings: Settings, partitions: PartitionsDefinition) -> As
     @asset(
         partitions_def=partitions,
         backfill_policy=BackfillPolicy.single_run(),
-        group_name="ingestion",
+        group_name="data",
         io_manager_key="table_io_manager",
         metadata={"partition_expr": "date", "primary_key": ["date", "ticker"]},
         kinds={"pandas", "sql"},

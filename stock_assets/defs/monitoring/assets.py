@@ -52,7 +52,7 @@ def build_performance_log(
     return asset(
         name="performance_log",
         partitions_def=partitions,
-        group_name="monitoring",
+        group_name="operations",
         io_manager_key="table_io_manager",
         ins={
             # Predictions made at the previous session target D; a session without predictions is fine.

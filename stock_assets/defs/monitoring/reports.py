@@ -33,7 +33,7 @@ from stock_assets.lib.links import mlflow_ui_url
 from stock_assets.resources.model_registry import ModelRegistryResource
 from stock_assets.resources.warehouse import WarehouseResource
 
-GROUP = "monitoring"
+GROUP = "operations"
 PERFORMANCE_LOG = AssetKey("performance_log")
 PRODUCTION_MODEL = AssetKey("production_model")
 GATE_CHECK = AssetCheckKey(AssetKey("candidate_model"), "promotion_gate")

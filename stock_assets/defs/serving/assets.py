@@ -56,7 +56,7 @@ def build_daily_predictions(settings: Settings, partitions: PartitionsDefinition
 
     @asset(
         partitions_def=partitions,
-        group_name="serving",
+        group_name="operations",
         ins={
             "processed_features": AssetIn(partition_mapping=SessionLookback(max_seq)),
             # Volatility needs a longer memory than the networks' windows (forecast.volatility_lookback).

@@ -221,7 +221,7 @@ def search_best_params(context, config, scaled_sets: dict, model_registry, optun
             "best_params": MetadataValue.json(study.best_params),
             "trials": MetadataValue.md(trials.to_markdown(index=False)),
             "search_plot": markdown_image(plot, "Optuna trials"),
-            "mlflow_run": model_registry.run_url(parent_run_id),
+            "mlflow_run": MetadataValue.url(model_registry.run_url(parent_run_id)),
         }
     )
     return {"params": study.best_params, "summary": summary, "partition": partition}
@@ -311,7 +311,8 @@ def fit_candidate(
     context.add_output_metadata(
         {
             "model": ref.label,
-            "mlflow_run": model_registry.run_url(run_id),
+            "mlflow_run": MetadataValue.url(model_registry.run_url(run_id)),
+            "mlflow_model_version": MetadataValue.url(model_registry.version_url(ref.version)),
             "holdout_pinball": metrics["pinball"],
             "baseline_pinball": persistence["pinball"],
             "holdout_mae": metrics["mae"],

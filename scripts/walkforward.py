@@ -236,7 +236,7 @@ def main(argv=None, **defaults) -> None:
         "                     tags say why the sensor asked for it)\n"
         "  make mlflow-ui  -> http://127.0.0.1:5000/#/experiments?workflowType=machine_learning\n"
         f"                     (runs, metrics, model '{registry.model_name}', aliases; model-training view)\n"
-        "  reports         -> assets model_leaderboard and monitoring_report (group monitoring) in the Dagster UI"
+        "  reports         -> assets model_leaderboard and monitoring_report (group operations) in the Dagster UI"
     )
 
 

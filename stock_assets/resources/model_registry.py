@@ -133,7 +133,8 @@ class ModelRegistryResource(ConfigurableResource):
 
             with _store_creation_lock(uri):  # two first runs at once must not both create the tables
                 self._client = MlflowClient(uri, uri)
-                self._client.search_registered_models(max_results=1)
+                if uri.startswith("sqlite:///"):  # the registry store's tables too; a server needs no call here
+                    self._client.search_registered_models(max_results=1)
         if mlflow.get_tracking_uri() != uri:  # tests and replays use several stores in one process
             mlflow.set_tracking_uri(uri)
             mlflow.set_registry_uri(uri)

@@ -2,6 +2,8 @@
 Optuna storage, MLflow's backend store (behind a real `mlflow server`) and Dagster's instance
 storage (dagster-postgres, configured by the repository's dagster.yaml) all on PostgreSQL."""
 
+import json
+
 import pytest
 from dagster import AssetKey, AssetMaterialization, DagsterRunStatus, build_sensor_context
 from mlflow import MlflowClient
@@ -75,8 +77,11 @@ def test_backfill_retraining_daily_runs_and_sensor_on_postgres(postgres_stack):
 
     client = MlflowClient(stack.mlflow.url, stack.mlflow.url)
     model = client.get_registered_model(stack.settings.model_name)
-    assert model.aliases == {"champion": "1", "challenger": "1"}
+    # `challenger` names a candidate only while it is undecided or passed (never a rejected one).
+    aliases = {"champion": "1", **({"challenger": "1"} if gate.passed else {})}
+    assert model.aliases == aliases
     (version,) = client.search_model_versions(f"name = '{stack.settings.model_name}'")
+    assert version.tags["gate_verdict"] == ("promoted" if gate.passed else "rejected")
     assert version.tags["trained_for_partition"] == TRAIN_FOR
     (promotion,) = [key for key in version.tags if key.startswith("promotion/")]  # one tag per promotion
     assert promotion.startswith(f"promotion/{TRAIN_FOR}/")
@@ -89,10 +94,9 @@ def test_backfill_retraining_daily_runs_and_sensor_on_postgres(postgres_stack):
     assert not [r for r in client.search_runs([registry.experiment_id()]) if r.info.status == "RUNNING"]
     assert registry.champion_as_of(TRAIN_FOR).version == "1" and registry.champion_as_of("2006-02-21") is None
     # ... and those are rows of MLflow's PostgreSQL backend store, not of a local file.
-    assert stack.rows("mlflow", "SELECT alias, version FROM registered_model_aliases ORDER BY alias") == [
-        ("challenger", 1),
-        ("champion", 1),
-    ]
+    assert stack.rows("mlflow", "SELECT alias, version FROM registered_model_aliases ORDER BY alias") == sorted(
+        (alias, int(v)) for alias, v in aliases.items()
+    )
     n_trials = TEST_SETTINGS.training.n_trials
     assert stack.rows("mlflow", "SELECT count(*) FROM runs WHERE status = 'FINISHED'") == [
         (1 + n_trials,)
@@ -168,11 +172,13 @@ def test_backfill_retraining_daily_runs_and_sensor_on_postgres(postgres_stack):
     (request,) = again.run_requests
     assert request.run_key == f"retrain-{BREACH_AT}" and request.partition_key == BREACH_AT
     assert request.tags["stock_assets/reason"].startswith("CUSUM 12.50 > 9")
-    assert int(again.cursor) > int(tick.cursor)
+    assert json.loads(again.cursor)["performance_log"] > json.loads(tick.cursor)["performance_log"]
     # Nothing new: an explicit skip, and the cursor does not go back.
     context = build_sensor_context(instance=instance, definitions=defs, cursor=again.cursor, resources=defs.resources)
     idle = sensor.evaluate_tick(context)
-    assert not idle.run_requests and idle.skip_message == "no new performance_log materializations"
+    assert not idle.run_requests
+    assert idle.skip_message == "no new performance_log or daily_predictions materializations"
+    assert json.loads(idle.cursor) == json.loads(again.cursor)
 
 
 def test_artifacts_go_through_the_tracking_server(mlflow_server, settings):

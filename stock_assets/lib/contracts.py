@@ -309,3 +309,9 @@ class MonitorMetadata(MetadataContract):
 CONTRACTS: dict[str, type[Contract]] = {
     cls.__name__: cls for cls in (ModelRef, Preprocessing, CandidateModel, Promotion, ProductionModel)
 }
+
+
+# daily_predictions metadata the retraining sensor reads: the plausibility guard's verdict for the
+# session and the partition the serving champion was promoted for (docs/decisions.md, "A bad champion
+# never serves twice").
+GUARD_ROWS, GUARD_REASON, SERVED_CHAMPION_PROMOTED_FOR = "guard_fallback_rows", "guard_reason", "champion_promoted_for"

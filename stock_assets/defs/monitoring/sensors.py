@@ -21,9 +21,8 @@ from dagster import (
     sensor,
 )
 
-from stock_assets.defs.serving.assets import GUARD_REASON, GUARD_ROWS
 from stock_assets.lib import trading_calendar
-from stock_assets.lib.contracts import MonitorMetadata
+from stock_assets.lib.contracts import GUARD_REASON, GUARD_ROWS, SERVED_CHAMPION_PROMOTED_FOR, MonitorMetadata
 from stock_assets.lib.scoring import AbsoluteGuards
 from stock_assets.resources.policies import MonitoringPolicyResource
 
@@ -148,7 +147,7 @@ def retraining_sensor(context: SensorEvaluationContext, monitoring_policy: Monit
         entries = record.asset_materialization.metadata
         reason = guard_reason(entries)
         if reason is not None:
-            promoted = entries.get("champion_promoted_for")
+            promoted = entries.get(SERVED_CHAMPION_PROMOTED_FOR)
             judged.append((record.partition_key, reason, "guard fired", promoted.value if promoted else None))
     requests, skips = [], []
     for day, reason, measured, promoted_for in sorted(judged, key=lambda j: j[0]):

@@ -17,6 +17,7 @@ from dagster import (
 from stock_assets.defs.champions import kept_since, promote_first_champion
 from stock_assets.defs.lookback import SessionLookback
 from stock_assets.lib import trading_calendar
+from stock_assets.lib.contracts import GUARD_REASON, GUARD_ROWS, SERVED_CHAMPION_PROMOTED_FOR
 from stock_assets.lib.distributions import quantile_column
 from stock_assets.lib.indicators import FEATURE_COLUMNS
 from stock_assets.resources.basket import BasketResource
@@ -24,7 +25,6 @@ from stock_assets.resources.model_registry import ModelRegistryResource
 from stock_assets.resources.warehouse import WarehouseResource
 from stock_assets.settings import Settings
 
-GUARD_ROWS, GUARD_REASON = "guard_fallback_rows", "guard_reason"  # metadata the retraining sensor reads
 MODEL_COLUMNS = ["model_name", "model_version", "model_run_id", "model_trained_for", "model_kind", "created_at"]
 
 
@@ -215,7 +215,7 @@ def predict_next_session(
             "rows": len(frame),
             "target_session": frame["target_date"].iloc[0],
             "model": f"{champion.label}, promoted for {champion.partition}",
-            "champion_promoted_for": str(champion.partition),
+            SERVED_CHAMPION_PROMOTED_FOR: str(champion.partition),
             GUARD_ROWS: int(guard.fallback.sum()),
             **({GUARD_REASON: guard.summary()} if guard.fired else {}),
             "forecasts": MetadataValue.md(forecast_table(frame, levels)),

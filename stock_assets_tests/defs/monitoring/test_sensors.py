@@ -89,7 +89,7 @@ def test_skip_reason_keeps_the_latest_judgement_in_full_and_counts_the_rest(defs
 
 
 def report_predictions(instance, day, fallback_rows=0, reason="", promoted_for="2006-01-03"):
-    from stock_assets.defs.serving.assets import GUARD_REASON, GUARD_ROWS
+    from stock_assets.lib.contracts import GUARD_REASON, GUARD_ROWS
 
     meta = {GUARD_ROWS: fallback_rows, "champion_promoted_for": promoted_for}
     if fallback_rows:
